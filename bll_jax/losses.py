@@ -1,0 +1,333 @@
+r"""The pure block-local losses: functions of arrays, no model objects.
+
+Notation (see `docs/theory.md`): block `k` emits forward natural parameters
+`eta_fwd = a_k(x)`, shape `[..., P]`; the feedback network emits one row of
+backward natural parameters per class, `eta_fb = [b_k(y) for y in classes]`,
+shape `[C, P]`; `labels` are integer targets of shape `[...]` (a batch of
+examples, or a batch of token sequences `[batch, time]`).
+
+Which arguments receive gradients is part of each function's contract:
+
+=================================  ===============  =================
+function                           grad reaches     stop-gradient inside
+=================================  ===============  =================
+:func:`local_logits`               both             none
+:func:`local_loss`                 ``eta_fwd``      ``eta_fb``
+:func:`feedback_discriminative_loss` ``eta_fb``     ``eta_fwd``
+:func:`feedback_ml_loss`           ``eta_fb``       ``eta_fwd``
+:func:`batch_decorrelation_loss`   ``features``     none
+:func:`denoising_loss`             ``out_noisy``    ``out_clean``
+=================================  ===============  =================
+
+Detaching a block's *input* (so no gradient crosses a block boundary) is the
+caller's job: these functions only see the block's outputs.
+
+Every loss returns one value per example (shape of `labels`, or the batch
+shape); reduce it with a mean, a mask, or a sum as the task needs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from bll_jax import _checks
+from bll_jax import families as families_lib
+
+Array = jax.Array
+FamilyLike = families_lib.Family | str
+
+
+# ------------------------------------------------------------------ checking
+
+
+def _check_local_args(family, eta_fwd, eta_fb, labels=None):
+  family = families_lib.get(family)
+  eta_fwd = family.check("eta_fwd", eta_fwd)
+  eta_fb = family.check("eta_fb", eta_fb)
+  _checks.same_dtype(("eta_fwd", "eta_fb"), eta_fwd, eta_fb)
+  num_params = eta_fwd.shape[-1]
+  if eta_fb.ndim != 2 or eta_fb.shape[1] != num_params:
+    raise ValueError(
+        f"eta_fb must have shape [num_classes, {num_params}] (one row of "
+        f"feedback parameters per class, matching eta_fwd {eta_fwd.shape}), "
+        f"got {eta_fb.shape}")
+  if labels is not None:
+    labels = _checks.integer_labels("labels", labels, eta_fwd.shape[:-1],
+                                    eta_fb.shape[0])
+  return family, eta_fwd, eta_fb, labels
+
+
+def _check_temperature(temperature):
+  if not (isinstance(temperature, (int, float)) and temperature > 0
+          and math.isfinite(temperature)):
+    raise ValueError(f"temperature must be a positive float, got {temperature!r}")
+
+
+def _check_chunk_size(chunk_size):
+  if chunk_size is not None and (not isinstance(chunk_size, int)
+                                 or chunk_size < 1):
+    raise ValueError(
+        f"chunk_size must be None or a positive integer, got {chunk_size!r}")
+
+
+# ------------------------------------------------------------ class scores
+
+
+def _chunks(eta_fb, chunk_size):
+  """Pads `[C, P]` to whole chunks: `([n, chunk, P], valid [n, chunk])`."""
+  num_classes = eta_fb.shape[0]
+  n = -(-num_classes // chunk_size)
+  pad = n * chunk_size - num_classes
+  # Edge padding keeps padded rows valid parameters (zeros are not, for
+  # GaussianLearnedVariance); they are masked out of every score anyway.
+  padded = jnp.pad(eta_fb, ((0, pad), (0, 0)), mode="edge")
+  valid = jnp.arange(n * chunk_size) < num_classes
+  return (padded.reshape(n, chunk_size, -1), valid.reshape(n, chunk_size))
+
+
+def _scores_logsumexp(family, flat_fwd, eta_fb, temperature, chunk_size):
+  """`logsumexp_c score(c) / T` for flat `[N, P]` forward parameters."""
+  if chunk_size is None or chunk_size >= eta_fb.shape[0]:
+    scores = family._class_scores(flat_fwd, eta_fb) / temperature
+    return jax.nn.logsumexp(scores, -1)
+
+  fb_chunks, valid = _chunks(eta_fb, chunk_size)
+
+  # Rematerialised, so reverse mode keeps only each chunk's inputs and the
+  # [N, chunk, P] intermediates of one chunk exist at a time.
+  @jax.checkpoint
+  def chunk_lse(args):
+    fb_c, valid_c = args
+    scores = family._class_scores(flat_fwd, fb_c) / temperature
+    return jax.nn.logsumexp(jnp.where(valid_c, scores, -jnp.inf), -1)
+
+  return jax.nn.logsumexp(jax.lax.map(chunk_lse, (fb_chunks, valid)), 0)
+
+
+def local_logits(family: FamilyLike, eta_fwd, eta_fb, *,
+                 temperature: float = 1.0,
+                 chunk_size: int | None = None) -> Array:
+  r"""Block `k`'s own class scores, the logits of `q(y | alpha_k)`.
+
+  .. math::
+
+     \log q(y \mid \alpha_k) = \mathrm{log\_softmax}_y \big[
+        \tfrac{1}{T} \log \textstyle\sum_z \alpha_k(z)\, \tilde\beta_{k,y}(z)
+     \big],
+
+  with `alpha_k = p(. | eta_fwd)` and `beta~_{k,y} = p(. | eta_fb[y])`. For
+  base measure 1 the score is `A(a + b_y) - A(a) - A(b_y)`, and `-A(a)` is
+  common to all `y`. Gradients reach both arguments.
+
+  Args:
+    family: a :class:`~bll_jax.families.Family` or its name.
+    eta_fwd: forward natural parameters, `[..., P]`.
+    eta_fb: feedback natural parameters for every class, `[C, P]`.
+    temperature: `T > 0`, divides the scores.
+    chunk_size: classes scored at a time (`None`: all). Bounds the memory
+      of the generic families to `[N, chunk_size, P]`.
+
+  Returns:
+    Logits of shape `[..., C]` (unnormalised; apply `log_softmax` for
+    `log q(y | alpha_k)`).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from bll_jax import losses
+    >>> logits = losses.local_logits("bernoulli", jnp.zeros((4, 8)),
+    ...                              jnp.ones((3, 8)))
+    >>> logits.shape
+    (4, 3)
+  """
+  family, eta_fwd, eta_fb, _ = _check_local_args(family, eta_fwd, eta_fb)
+  _check_temperature(temperature)
+  _check_chunk_size(chunk_size)
+  batch_shape, num_params = eta_fwd.shape[:-1], eta_fwd.shape[-1]
+  flat = eta_fwd.reshape(-1, num_params)
+  num_classes = eta_fb.shape[0]
+  if chunk_size is None or chunk_size >= num_classes:
+    scores = family._class_scores(flat, eta_fb)
+  else:
+    fb_chunks, _ = _chunks(eta_fb, chunk_size)
+    per_chunk = jax.lax.map(lambda fb_c: family._class_scores(flat, fb_c),
+                            fb_chunks)                       # [n, N, chunk]
+    scores = jnp.moveaxis(per_chunk, 0, 1).reshape(flat.shape[0], -1)
+    scores = scores[:, :num_classes]
+  return (scores / temperature).reshape(batch_shape + (num_classes,))
+
+
+def _neg_log_q(family, eta_fwd, eta_fb, labels, temperature, chunk_size):
+  """`-log q(labels | alpha)` without stop-gradients; arguments checked."""
+  batch_shape, num_params = eta_fwd.shape[:-1], eta_fwd.shape[-1]
+  flat = eta_fwd.reshape(-1, num_params)
+  flat_labels = labels.reshape(-1)
+  score_y = family._log_agreement(flat, eta_fb[flat_labels]) / temperature
+  lse = _scores_logsumexp(family, flat, eta_fb, temperature, chunk_size)
+  return (lse - score_y).reshape(batch_shape)
+
+
+# -------------------------------------------------------------- the losses
+
+
+def local_loss(family: FamilyLike, eta_fwd, eta_fb, labels, *,
+               temperature: float = 1.0,
+               chunk_size: int | None = None) -> Array:
+  r"""The forward loss of a block: `L_k = -log q(y | alpha_k)`.
+
+  .. math::
+
+     L_k = -\frac{s_y}{T} + \log \sum_{y'} \exp\frac{s_{y'}}{T}, \qquad
+     s_y = \log \textstyle\sum_z \alpha_k(z)\, \tilde\beta_{k,y}(z)
+         = A(a_k + b_y) - A(a_k) - A(b_y)\ \text{(base measure 1)}.
+
+  The target-normalised agreement: Bayes' rule over the targets with a
+  generative feedback model `q(z_k | y) = beta~_{k,y}`. It does not collapse,
+  unlike the agreement normalised over `z` alone. Special cases: a
+  :class:`~bll_jax.families.Gaussian` gives a nearest-prototype softmax
+  classifier with prototypes `s2 * eta_fb` and logits
+  `-|mu_a - mu_y|^2 / (4 s2 T)`; a one-group
+  :class:`~bll_jax.families.Categorical` with feedback `s * one_hot(y)` tends
+  to plain cross-entropy on `eta_fwd` as `s -> inf`.
+
+  Gradients reach `eta_fwd` only (`eta_fb` is stop-gradient'ed inside; train
+  the feedback with :func:`feedback_ml_loss` or
+  :func:`feedback_discriminative_loss`).
+
+  Args:
+    family: a :class:`~bll_jax.families.Family` or its name.
+    eta_fwd: forward natural parameters, `[..., P]` (`[batch, P]`, or
+      `[batch, time, P]` for token targets).
+    eta_fb: feedback natural parameters of every class, `[C, P]`.
+    labels: integer targets of shape `eta_fwd.shape[:-1]`, in `[0, C)`.
+    temperature: `T > 0`, divides the scores.
+    chunk_size: classes scored at a time (`None`: all at once). With a large
+      vocabulary the generic families then never hold `[N, C, P]`: chunks are
+      rematerialised in the backward pass, so memory is `O(N * chunk * P)`.
+
+  Returns:
+    The loss per example, shape `labels.shape`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from bll_jax import losses
+    >>> eta_fwd = jax.random.normal(jax.random.key(0), (32, 16))
+    >>> eta_fb = jax.random.normal(jax.random.key(1), (10, 16))
+    >>> labels = jnp.arange(32) % 10
+    >>> losses.local_loss("gaussian", eta_fwd, eta_fb, labels).shape
+    (32,)
+  """
+  family, eta_fwd, eta_fb, labels = _check_local_args(family, eta_fwd, eta_fb,
+                                                      labels)
+  _check_temperature(temperature)
+  _check_chunk_size(chunk_size)
+  return _neg_log_q(family, eta_fwd, jax.lax.stop_gradient(eta_fb), labels,
+                    temperature, chunk_size)
+
+
+def feedback_discriminative_loss(family: FamilyLike, eta_fwd, eta_fb, labels, *,
+                                 temperature: float = 1.0,
+                                 chunk_size: int | None = None) -> Array:
+  r"""The discriminative feedback loss: :func:`local_loss` seen from `phi_k`.
+
+  The same value `-log q(y | alpha_k)`, with the gradient reaching `eta_fb`
+  only (`eta_fwd` is stop-gradient'ed inside): the feedback learns class
+  parameters under which the detached forward messages classify well.
+
+  Args and Returns: as :func:`local_loss`.
+  """
+  family, eta_fwd, eta_fb, labels = _check_local_args(family, eta_fwd, eta_fb,
+                                                      labels)
+  _check_temperature(temperature)
+  _check_chunk_size(chunk_size)
+  return _neg_log_q(family, jax.lax.stop_gradient(eta_fwd), eta_fb, labels,
+                    temperature, chunk_size)
+
+
+def feedback_ml_loss(family: FamilyLike, eta_fwd, eta_fb, labels) -> Array:
+  r"""Maximum likelihood of the generative feedback `q(z_k | y)`.
+
+  .. math::
+
+     L^{fb}_k = H(\alpha_k, \tilde\beta_{k,y})
+              = -\mathbb{E}_{z \sim \alpha_k}[\log \tilde\beta_{k,y}(z)]
+              = A(b_y) - \langle \mu(a_k), b_y \rangle
+                - \mathbb{E}_{\alpha_k}[\log h(z)].
+
+  The last term does not depend on `b_y`. Minimising over `b_y` moves the
+  class's feedback distribution onto the forward messages of that class: for
+  a Gaussian, `s2 * b_y` goes to the class mean of `mu(a_k)` (a squared
+  distance), for Bernoulli `sigmoid(b_y)` to the class mean of `sigmoid(a_k)`.
+
+  Gradients reach `eta_fb` only (`eta_fwd` is stop-gradient'ed inside).
+
+  Args:
+    family: a :class:`~bll_jax.families.Family` or its name.
+    eta_fwd: forward natural parameters, `[..., P]`.
+    eta_fb: feedback natural parameters of every class, `[C, P]`.
+    labels: integer targets of shape `eta_fwd.shape[:-1]`.
+
+  Returns:
+    The cross-entropy per example, shape `labels.shape`.
+  """
+  family, eta_fwd, eta_fb, labels = _check_local_args(family, eta_fwd, eta_fb,
+                                                      labels)
+  return family._cross_entropy(jax.lax.stop_gradient(eta_fwd), eta_fb[labels])
+
+
+# --------------------------------------------------- optional regularisers
+
+
+def batch_decorrelation_loss(features, *, eps: float = 1e-6) -> Array:
+  r"""Mean squared cosine similarity between different examples of a batch.
+
+  .. math::
+
+     \hat x_i = \frac{x_i - \bar x_i}{\lVert x_i - \bar x_i \rVert}, \quad
+     L = \frac{1}{N(N-1)} \sum_{i \ne j} (\hat x_i \cdot \hat x_j)^2,
+
+  with `bar x_i` the mean of `x_i` over its features (the authors' recipe:
+  centred over channels, L2-normalised, off-diagonal of `x^ x^T`). An
+  optional helper against collapse, never on by default. Gradients reach
+  `features`.
+
+  Args:
+    features: `[N, D]` with `N >= 2`.
+    eps: added to the norm.
+
+  Returns:
+    A scalar.
+  """
+  features = _checks.floating("features", features)
+  if features.ndim != 2 or features.shape[0] < 2:
+    raise ValueError(
+        f"features must have shape [batch >= 2, features], got {features.shape}")
+  centred = features - jnp.mean(features, -1, keepdims=True)
+  xn = centred / (jnp.linalg.norm(centred, axis=-1, keepdims=True) + eps)
+  gram = xn @ xn.T
+  n = features.shape[0]
+  off_diagonal = jnp.sum(jnp.square(gram)) - jnp.sum(jnp.square(jnp.diag(gram)))
+  return off_diagonal / (n * (n - 1))
+
+
+def denoising_loss(out_noisy, out_clean) -> Array:
+  r"""`mean_j (f(h + eps)_j - sg[f(h)]_j)^2`: a block should ignore small noise.
+
+  The caller applies the block to its input with and without noise; the clean
+  output is the (stop-gradient'ed) target. Gradients reach `out_noisy`.
+
+  Args:
+    out_noisy: block output on the perturbed input, `[..., D]`.
+    out_clean: block output on the clean input, same shape.
+
+  Returns:
+    The mean squared difference per example, shape `[...]`.
+  """
+  out_noisy = _checks.floating("out_noisy", out_noisy)
+  out_clean = _checks.floating("out_clean", out_clean)
+  _checks.at_least_1d("out_noisy", out_noisy)
+  _checks.same_shape(("out_noisy", "out_clean"), out_noisy, out_clean)
+  return jnp.mean(
+      jnp.square(out_noisy - jax.lax.stop_gradient(out_clean)), -1)

@@ -1,0 +1,39 @@
+"""The project's promises about itself: README commands, CI, the example."""
+
+import pathlib
+import re
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _readme_commands():
+  block = re.search(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(),
+                    re.S).group(1)
+  return [l for l in block.splitlines() if l and not l.startswith("#")]
+
+
+def test_readme_first_screen_has_exactly_two_commands():
+  commands = _readme_commands()
+  assert len(commands) == 2, commands
+  main_job, tests = commands
+  assert "pip install" in main_job and "pip install" in tests
+  assert tests.rstrip().endswith("pytest")
+
+
+def test_ci_runs_the_readme_test_command():
+  ci = (ROOT / ".ci" / "run").read_text().splitlines()
+  assert _readme_commands()[1] in ci
+
+
+def test_readme_example_is_the_example_file_and_learns():
+  readme = (ROOT / "README.md").read_text()
+  example = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+  path = ROOT / "experiments" / "plain_jax_loop.py"
+  assert example == path.read_text()
+  out = subprocess.run([sys.executable, str(path)], capture_output=True,
+                       text=True, timeout=600, cwd=ROOT)
+  assert out.returncode == 0, out.stderr
+  accuracy = float(re.search(r"test accuracy ([0-9.]+)", out.stdout).group(1))
+  assert accuracy > 0.35, out.stdout       # chance is 0.10
