@@ -191,7 +191,7 @@ class Family(abc.ABC):
 
     Returns:
       Scores of shape `[..., C]`. The generic form materialises
-      `[..., C, P]`; :class:`Gaussian` overrides it with a matrix product.
+      `[..., C, P]`; :class:`Gaussian` uses matrix products instead.
     """
     eta = self.check("eta", eta)
     eta_classes = self.check("eta_classes", eta_classes)
@@ -200,10 +200,25 @@ class Family(abc.ABC):
       raise ValueError(
           f"eta_classes must have shape [num_classes, {eta.shape[-1]}], got "
           f"{eta_classes.shape}")
-    return self._class_scores(eta, eta_classes)
+    flat = eta.reshape(-1, 1, eta.shape[-1])
+    return self._scores(flat, eta_classes).reshape(eta.shape[:-1] +
+                                                   eta_classes.shape[:1])
 
-  def _class_scores(self, eta: Array, eta_classes: Array) -> Array:
-    return self._log_agreement(eta[..., None, :], eta_classes)
+  def _scores(self, eta: Array, eta_classes: Array) -> Array:
+    """Class scores summed over positions (unchecked).
+
+    Args:
+      eta: `[N, S, P]`: `N` examples, `S` positions per example whose units
+        share a class's parameters (1 for a plain vector).
+      eta_classes: `[K, P]` shared by all examples, or `[N, K, P]` per example.
+
+    Returns:
+      `[N, K]`: `sum_s log_agreement(eta[n, s], eta_classes[(n,) k])`. The
+      generic form materialises `[N, S, K, P]`.
+    """
+    per_class = (eta_classes[None, None] if eta_classes.ndim == 2
+                 else eta_classes[:, None])
+    return jnp.sum(self._log_agreement(eta[:, :, None, :], per_class), 1)
 
   def natural_from_raw(self, raw) -> Array:
     """Maps unconstrained network outputs to valid natural parameters.
@@ -336,15 +351,22 @@ class Gaussian(Family):
   def _posterior_family(self):
     return Gaussian(self.variance / 2)
 
-  def _class_scores(self, eta, eta_classes):
-    # -|mu - mu_c|^2 / (4 v) expanded, so no [..., C, D] array is formed.
+  def _scores(self, eta, eta_classes):
+    # sum_s -|mu_s - mu_c|^2 / (4 v) expanded into matrix products, so no
+    # [N, S, K, P] array is formed.
     v = self.variance
+    num_positions, num_units = eta.shape[1], eta.shape[2]
     mu, mu_c = v * eta, v * eta_classes
-    cross = jnp.einsum("...d,cd->...c", mu, mu_c)
-    sq = jnp.sum(jnp.square(mu), -1, keepdims=True)
-    sq_c = jnp.sum(jnp.square(mu_c), -1)
-    const = -0.5 * eta.shape[-1] * (_LOG_2PI + math.log(2 * v))
-    return const - (sq - 2 * cross + sq_c) / (4 * v)
+    sq = jnp.sum(jnp.square(mu), (1, 2))[:, None]             # [N, 1]
+    mu_sum = jnp.sum(mu, 1)                                    # [N, P]
+    if eta_classes.ndim == 2:
+      cross = mu_sum @ mu_c.T                                  # [N, K]
+      sq_c = jnp.sum(jnp.square(mu_c), -1)[None]               # [1, K]
+    else:
+      cross = jnp.einsum("np,nkp->nk", mu_sum, mu_c)
+      sq_c = jnp.sum(jnp.square(mu_c), -1)                     # [N, K]
+    const = -0.5 * num_positions * num_units * (_LOG_2PI + math.log(2 * v))
+    return const - (sq - 2 * cross + num_positions * sq_c) / (4 * v)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,21 +43,37 @@ FamilyLike = families_lib.Family | str
 # ------------------------------------------------------------------ checking
 
 
-def _check_local_args(family, eta_fwd, eta_fb, labels=None):
+def _check_local_args(family, eta_fwd, eta_fb, labels=None, position_ndim=0):
+  """Checks and flattens: returns family, `[N, S, P]`, fb, `[N]`, shapes."""
   family = families_lib.get(family)
   eta_fwd = family.check("eta_fwd", eta_fwd)
   eta_fb = family.check("eta_fb", eta_fb)
   _checks.same_dtype(("eta_fwd", "eta_fb"), eta_fwd, eta_fb)
+  if (not isinstance(position_ndim, int) or position_ndim < 0
+      or position_ndim > eta_fwd.ndim - 1):
+    raise ValueError(
+        f"position_ndim must be an integer in [0, {eta_fwd.ndim - 1}] for "
+        f"eta_fwd of shape {eta_fwd.shape}, got {position_ndim!r}")
+  batch_ndim = eta_fwd.ndim - 1 - position_ndim
+  batch_shape = eta_fwd.shape[:batch_ndim]
   num_params = eta_fwd.shape[-1]
-  if eta_fb.ndim != 2 or eta_fb.shape[1] != num_params:
+  shared = eta_fb.ndim == 2
+  if eta_fb.shape[-1] != num_params or not (
+      shared or eta_fb.shape[:-2] == batch_shape):
     raise ValueError(
         f"eta_fb must have shape [num_classes, {num_params}] (one row of "
-        f"feedback parameters per class, matching eta_fwd {eta_fwd.shape}), "
-        f"got {eta_fb.shape}")
+        f"feedback parameters per class) or {list(batch_shape)} + "
+        f"[num_classes, {num_params}] (per example), matching eta_fwd "
+        f"{eta_fwd.shape}, got {eta_fb.shape}")
+  num_classes = eta_fb.shape[-2]
   if labels is not None:
-    labels = _checks.integer_labels("labels", labels, eta_fwd.shape[:-1],
-                                    eta_fb.shape[0])
-  return family, eta_fwd, eta_fb, labels
+    labels = _checks.integer_labels("labels", labels, batch_shape, num_classes)
+    labels = labels.reshape(-1)
+  flat = eta_fwd.reshape((-1, math.prod(eta_fwd.shape[batch_ndim:-1]),
+                          num_params))
+  if not shared:
+    eta_fb = eta_fb.reshape((-1,) + eta_fb.shape[-2:])
+  return family, flat, eta_fb, labels, batch_shape
 
 
 def _check_temperature(temperature):
@@ -77,39 +93,52 @@ def _check_chunk_size(chunk_size):
 
 
 def _chunks(eta_fb, chunk_size):
-  """Pads `[C, P]` to whole chunks: `([n, chunk, P], valid [n, chunk])`."""
-  num_classes = eta_fb.shape[0]
+  """Splits the class axis (-2) into chunks, padded; puts the chunks first.
+
+  Returns `(chunks [n, ..., chunk, P], valid [n, chunk])`.
+  """
+  num_classes = eta_fb.shape[-2]
   n = -(-num_classes // chunk_size)
   pad = n * chunk_size - num_classes
   # Edge padding keeps padded rows valid parameters (zeros are not, for
   # GaussianLearnedVariance); they are masked out of every score anyway.
-  padded = jnp.pad(eta_fb, ((0, pad), (0, 0)), mode="edge")
+  widths = [(0, 0)] * (eta_fb.ndim - 2) + [(0, pad), (0, 0)]
+  padded = jnp.pad(eta_fb, widths, mode="edge")
+  padded = padded.reshape(eta_fb.shape[:-2] + (n, chunk_size,
+                                               eta_fb.shape[-1]))
   valid = jnp.arange(n * chunk_size) < num_classes
-  return (padded.reshape(n, chunk_size, -1), valid.reshape(n, chunk_size))
+  return jnp.moveaxis(padded, -3, 0), valid.reshape(n, chunk_size)
 
 
-def _scores_logsumexp(family, flat_fwd, eta_fb, temperature, chunk_size):
-  """`logsumexp_c score(c) / T` for flat `[N, P]` forward parameters."""
-  if chunk_size is None or chunk_size >= eta_fb.shape[0]:
-    scores = family._class_scores(flat_fwd, eta_fb) / temperature
-    return jax.nn.logsumexp(scores, -1)
+def _scores_logsumexp(family, flat, eta_fb, temperature, chunk_size):
+  """`logsumexp_c score(c) / T` for flat `[N, S, P]` forward parameters."""
+  if chunk_size is None or chunk_size >= eta_fb.shape[-2]:
+    return jax.nn.logsumexp(family._scores(flat, eta_fb) / temperature, -1)
 
   fb_chunks, valid = _chunks(eta_fb, chunk_size)
 
   # Rematerialised, so reverse mode keeps only each chunk's inputs and the
-  # [N, chunk, P] intermediates of one chunk exist at a time.
+  # [N, S, chunk, P] intermediates of one chunk exist at a time.
   @jax.checkpoint
   def chunk_lse(args):
     fb_c, valid_c = args
-    scores = family._class_scores(flat_fwd, fb_c) / temperature
+    scores = family._scores(flat, fb_c) / temperature
     return jax.nn.logsumexp(jnp.where(valid_c, scores, -jnp.inf), -1)
 
   return jax.nn.logsumexp(jax.lax.map(chunk_lse, (fb_chunks, valid)), 0)
 
 
+def _label_rows(eta_fb, labels):
+  """The feedback parameters of each example's own class, `[N, P]`."""
+  if eta_fb.ndim == 2:
+    return eta_fb[labels]
+  return jnp.take_along_axis(eta_fb, labels[:, None, None], 1)[:, 0]
+
+
 def local_logits(family: FamilyLike, eta_fwd, eta_fb, *,
                  temperature: float = 1.0,
-                 chunk_size: int | None = None) -> Array:
+                 chunk_size: int | None = None,
+                 position_ndim: int = 0) -> Array:
   r"""Block `k`'s own class scores, the logits of `q(y | alpha_k)`.
 
   .. math::
@@ -124,14 +153,18 @@ def local_logits(family: FamilyLike, eta_fwd, eta_fb, *,
 
   Args:
     family: a :class:`~bll_jax.families.Family` or its name.
-    eta_fwd: forward natural parameters, `[..., P]`.
-    eta_fb: feedback natural parameters for every class, `[C, P]`.
+    eta_fwd: forward natural parameters, `[*batch, *positions, P]`.
+    eta_fb: feedback natural parameters for every class, `[C, P]`, or per
+      example `[*batch, C, P]` (posterior bootstrapping).
     temperature: `T > 0`, divides the scores.
     chunk_size: classes scored at a time (`None`: all). Bounds the memory
-      of the generic families to `[N, chunk_size, P]`.
+      of the generic families to `[N, S, chunk_size, P]`.
+    position_ndim: how many axes before `P` are positions (e.g. 2 for the
+      `H, W` of a feature map): all units of a position share the class's
+      feedback parameters and their scores add.
 
   Returns:
-    Logits of shape `[..., C]` (unnormalised; apply `log_softmax` for
+    Logits of shape `[*batch, C]` (unnormalised; apply `log_softmax` for
     `log q(y | alpha_k)`).
 
   Example:
@@ -142,29 +175,27 @@ def local_logits(family: FamilyLike, eta_fwd, eta_fb, *,
     >>> logits.shape
     (4, 3)
   """
-  family, eta_fwd, eta_fb, _ = _check_local_args(family, eta_fwd, eta_fb)
+  family, flat, eta_fb, _, batch_shape = _check_local_args(
+      family, eta_fwd, eta_fb, position_ndim=position_ndim)
   _check_temperature(temperature)
   _check_chunk_size(chunk_size)
-  batch_shape, num_params = eta_fwd.shape[:-1], eta_fwd.shape[-1]
-  flat = eta_fwd.reshape(-1, num_params)
-  num_classes = eta_fb.shape[0]
+  num_classes = eta_fb.shape[-2]
   if chunk_size is None or chunk_size >= num_classes:
-    scores = family._class_scores(flat, eta_fb)
+    scores = family._scores(flat, eta_fb)
   else:
     fb_chunks, _ = _chunks(eta_fb, chunk_size)
-    per_chunk = jax.lax.map(lambda fb_c: family._class_scores(flat, fb_c),
+    per_chunk = jax.lax.map(lambda fb_c: family._scores(flat, fb_c),
                             fb_chunks)                       # [n, N, chunk]
     scores = jnp.moveaxis(per_chunk, 0, 1).reshape(flat.shape[0], -1)
     scores = scores[:, :num_classes]
   return (scores / temperature).reshape(batch_shape + (num_classes,))
 
 
-def _neg_log_q(family, eta_fwd, eta_fb, labels, temperature, chunk_size):
+def _neg_log_q(family, flat, eta_fb, labels, batch_shape, temperature,
+               chunk_size):
   """`-log q(labels | alpha)` without stop-gradients; arguments checked."""
-  batch_shape, num_params = eta_fwd.shape[:-1], eta_fwd.shape[-1]
-  flat = eta_fwd.reshape(-1, num_params)
-  flat_labels = labels.reshape(-1)
-  score_y = family._log_agreement(flat, eta_fb[flat_labels]) / temperature
+  own = _label_rows(eta_fb, labels)[:, None, :]               # [N, 1, P]
+  score_y = jnp.sum(family._log_agreement(flat, own), 1) / temperature
   lse = _scores_logsumexp(family, flat, eta_fb, temperature, chunk_size)
   return (lse - score_y).reshape(batch_shape)
 
@@ -174,7 +205,8 @@ def _neg_log_q(family, eta_fwd, eta_fb, labels, temperature, chunk_size):
 
 def local_loss(family: FamilyLike, eta_fwd, eta_fb, labels, *,
                temperature: float = 1.0,
-               chunk_size: int | None = None) -> Array:
+               chunk_size: int | None = None,
+               position_ndim: int = 0) -> Array:
   r"""The forward loss of a block: `L_k = -log q(y | alpha_k)`.
 
   .. math::
@@ -198,14 +230,19 @@ def local_loss(family: FamilyLike, eta_fwd, eta_fb, labels, *,
 
   Args:
     family: a :class:`~bll_jax.families.Family` or its name.
-    eta_fwd: forward natural parameters, `[..., P]` (`[batch, P]`, or
-      `[batch, time, P]` for token targets).
-    eta_fb: feedback natural parameters of every class, `[C, P]`.
-    labels: integer targets of shape `eta_fwd.shape[:-1]`, in `[0, C)`.
+    eta_fwd: forward natural parameters, `[*batch, *positions, P]`:
+      `[batch, P]`; `[batch, time, P]` for token targets; `[batch, H, W, C]`
+      for a feature map with `position_ndim=2`.
+    eta_fb: feedback natural parameters of every class, `[C, P]`, or per
+      example, `[*batch, C, P]` (posterior bootstrapping).
+    labels: integer targets of shape `batch`, in `[0, C)`.
     temperature: `T > 0`, divides the scores.
     chunk_size: classes scored at a time (`None`: all at once). With a large
       vocabulary the generic families then never hold `[N, C, P]`: chunks are
       rematerialised in the backward pass, so memory is `O(N * chunk * P)`.
+    position_ndim: how many axes before `P` are positions whose units share
+      the class's feedback parameters; their scores add (the latent of a
+      feature map factorises over positions and channels).
 
   Returns:
     The loss per example, shape `labels.shape`.
@@ -219,17 +256,18 @@ def local_loss(family: FamilyLike, eta_fwd, eta_fb, labels, *,
     >>> losses.local_loss("gaussian", eta_fwd, eta_fb, labels).shape
     (32,)
   """
-  family, eta_fwd, eta_fb, labels = _check_local_args(family, eta_fwd, eta_fb,
-                                                      labels)
+  family, flat, eta_fb, labels, batch_shape = _check_local_args(
+      family, eta_fwd, eta_fb, labels, position_ndim)
   _check_temperature(temperature)
   _check_chunk_size(chunk_size)
-  return _neg_log_q(family, eta_fwd, jax.lax.stop_gradient(eta_fb), labels,
-                    temperature, chunk_size)
+  return _neg_log_q(family, flat, jax.lax.stop_gradient(eta_fb), labels,
+                    batch_shape, temperature, chunk_size)
 
 
 def feedback_discriminative_loss(family: FamilyLike, eta_fwd, eta_fb, labels, *,
                                  temperature: float = 1.0,
-                                 chunk_size: int | None = None) -> Array:
+                                 chunk_size: int | None = None,
+                                 position_ndim: int = 0) -> Array:
   r"""The discriminative feedback loss: :func:`local_loss` seen from `phi_k`.
 
   The same value `-log q(y | alpha_k)`, with the gradient reaching `eta_fb`
@@ -238,15 +276,16 @@ def feedback_discriminative_loss(family: FamilyLike, eta_fwd, eta_fb, labels, *,
 
   Args and Returns: as :func:`local_loss`.
   """
-  family, eta_fwd, eta_fb, labels = _check_local_args(family, eta_fwd, eta_fb,
-                                                      labels)
+  family, flat, eta_fb, labels, batch_shape = _check_local_args(
+      family, eta_fwd, eta_fb, labels, position_ndim)
   _check_temperature(temperature)
   _check_chunk_size(chunk_size)
-  return _neg_log_q(family, jax.lax.stop_gradient(eta_fwd), eta_fb, labels,
-                    temperature, chunk_size)
+  return _neg_log_q(family, jax.lax.stop_gradient(flat), eta_fb, labels,
+                    batch_shape, temperature, chunk_size)
 
 
-def feedback_ml_loss(family: FamilyLike, eta_fwd, eta_fb, labels) -> Array:
+def feedback_ml_loss(family: FamilyLike, eta_fwd, eta_fb, labels, *,
+                     position_ndim: int = 0) -> Array:
   r"""Maximum likelihood of the generative feedback `q(z_k | y)`.
 
   .. math::
@@ -265,16 +304,21 @@ def feedback_ml_loss(family: FamilyLike, eta_fwd, eta_fb, labels) -> Array:
 
   Args:
     family: a :class:`~bll_jax.families.Family` or its name.
-    eta_fwd: forward natural parameters, `[..., P]`.
-    eta_fb: feedback natural parameters of every class, `[C, P]`.
-    labels: integer targets of shape `eta_fwd.shape[:-1]`.
+    eta_fwd: forward natural parameters, `[*batch, *positions, P]`.
+    eta_fb: feedback natural parameters of every class, `[C, P]` or
+      `[*batch, C, P]`.
+    labels: integer targets of shape `batch`.
+    position_ndim: as in :func:`local_loss`; the cross-entropies of all
+      positions add.
 
   Returns:
     The cross-entropy per example, shape `labels.shape`.
   """
-  family, eta_fwd, eta_fb, labels = _check_local_args(family, eta_fwd, eta_fb,
-                                                      labels)
-  return family._cross_entropy(jax.lax.stop_gradient(eta_fwd), eta_fb[labels])
+  family, flat, eta_fb, labels, batch_shape = _check_local_args(
+      family, eta_fwd, eta_fb, labels, position_ndim)
+  own = _label_rows(eta_fb, labels)[:, None, :]
+  ce = family._cross_entropy(jax.lax.stop_gradient(flat), own)   # [N, S]
+  return jnp.sum(ce, 1).reshape(batch_shape)
 
 
 # --------------------------------------------------- optional regularisers

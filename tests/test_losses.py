@@ -342,3 +342,85 @@ def test_importing_losses_stays_light():
   result = subprocess.run([sys.executable, "-c", code], capture_output=True,
                           text=True, timeout=120)
   assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ------------------------------- feature-map positions and per-example feedback
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES, ids=lambda f: f.name)
+def test_positions_share_feedback_and_their_scores_add(x64, family):
+  rng = np.random.default_rng(10)
+  eta_fwd = _params(family, rng, (3, 2, 2, 4))            # [batch, H, W, P]
+  eta_fb = _params(family, rng, (5, 4))
+  labels = jnp.array([0, 3, 4])
+  scores = np.zeros((3, 5))
+  for n in range(3):
+    for c in range(5):
+      for h in range(2):
+        for w in range(2):
+          scores[n, c] += float(family.log_agreement(eta_fwd[n, h, w], eta_fb[c]))
+  log_q = special.log_softmax(scores, -1)
+  got = losses.local_loss(family, eta_fwd, eta_fb, labels, position_ndim=2)
+  np.testing.assert_allclose(got, -log_q[np.arange(3), labels], rtol=1e-10)
+  logits = losses.local_logits(family, eta_fwd, eta_fb, position_ndim=2)
+  np.testing.assert_allclose(jax.nn.log_softmax(logits), log_q, rtol=1e-10,
+                             atol=1e-12)
+  ml = np.array([sum(float(family.cross_entropy(eta_fwd[n, h, w],
+                                                eta_fb[int(labels[n])]))
+                     for h in range(2) for w in range(2)) for n in range(3)])
+  np.testing.assert_allclose(
+      losses.feedback_ml_loss(family, eta_fwd, eta_fb, labels, position_ndim=2),
+      ml, rtol=1e-10)
+
+
+def test_gaussian_feature_map_is_a_prototype_classifier_on_the_pooled_map(x64):
+  rng = np.random.default_rng(11)
+  v, positions = 0.5, 6
+  family = families.Gaussian(v)
+  eta_fwd = jnp.asarray(rng.normal(size=(4, positions, 3)))
+  eta_fb = jnp.asarray(rng.normal(size=(7, 3)))
+  pooled = v * np.asarray(eta_fwd).mean(1)
+  logits = -positions * ((pooled[:, None] - v * np.asarray(eta_fb)[None]) ** 2
+                         ).sum(-1) / (4 * v)
+  got = losses.local_logits(family, eta_fwd, eta_fb, position_ndim=1)
+  np.testing.assert_allclose(jax.nn.log_softmax(got),
+                             special.log_softmax(logits, -1), rtol=1e-10)
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES, ids=lambda f: f.name)
+def test_per_example_feedback_equals_one_call_per_example(x64, family):
+  rng = np.random.default_rng(12)
+  eta_fwd = _params(family, rng, (4, 3, 4))                # [batch, pos, P]
+  eta_fb = _params(family, rng, (4, 6, 4))                 # [batch, C, P]
+  labels = jnp.array([5, 0, 2, 2])
+  for fn in [losses.local_loss, losses.feedback_ml_loss,
+             losses.feedback_discriminative_loss]:
+    got = fn(family, eta_fwd, eta_fb, labels, position_ndim=1)
+    one_by_one = [fn(family, eta_fwd[n:n + 1], eta_fb[n], labels[n:n + 1],
+                     position_ndim=1)[0] for n in range(4)]
+    np.testing.assert_allclose(got, one_by_one, rtol=1e-10)
+  chunked = losses.local_loss(family, eta_fwd, eta_fb, labels, position_ndim=1,
+                              chunk_size=4)
+  np.testing.assert_allclose(
+      chunked, losses.local_loss(family, eta_fwd, eta_fb, labels,
+                                 position_ndim=1), rtol=1e-10)
+  # Shared rows given per example change nothing.
+  shared = eta_fb[0]
+  np.testing.assert_allclose(
+      losses.local_loss(family, eta_fwd, jnp.broadcast_to(shared, (4, 6, 4 * (
+          family.params_per_unit))), labels, position_ndim=1),
+      losses.local_loss(family, eta_fwd, shared, labels, position_ndim=1),
+      rtol=1e-10)
+
+
+def test_position_and_per_example_shape_errors():
+  fam = families.Bernoulli()
+  with pytest.raises(ValueError, match="position_ndim must be an integer in"):
+    losses.local_loss(fam, jnp.zeros((2, 3, 4)), jnp.zeros((5, 4)),
+                      jnp.zeros(2, jnp.int32), position_ndim=3)
+  with pytest.raises(ValueError, match=r"labels must have shape \(2,\)"):
+    losses.local_loss(fam, jnp.zeros((2, 3, 4)), jnp.zeros((5, 4)),
+                      jnp.zeros((2, 3), jnp.int32), position_ndim=1)
+  with pytest.raises(ValueError, match=r"or \[2\] \+ \[num_classes, 4\]"):
+    losses.local_loss(fam, jnp.zeros((2, 3, 4)), jnp.zeros((3, 5, 4)),
+                      jnp.zeros(2, jnp.int32), position_ndim=1)
