@@ -1,0 +1,111 @@
+"""Input pipelines: deterministic, resumable, sharded numpy batches.
+
+`load(name)` returns a :class:`Dataset` (see :mod:`bll_jax.data.base` for the
+contract). Where each dataset comes from (`source`):
+
+=================  ============================================================
+dataset            sources ("auto" picks the first that applies)
+=================  ============================================================
+mnist1d            "generated": the `mnist1d` package, offline (the default)
+reverse/sort/copy  "generated": synthetic sequence tasks, offline
+fashion_mnist      "idx": IDX files in `data_dir`, else in the Debian package's
+                   directory `/usr/share/datasets/fashion-mnist`; "tfds"
+mnist              "idx": IDX files in `data_dir`; "tfds"
+cifar10            "tfds"
+imagenet2012       "tfds"
+=================  ============================================================
+
+With `source="auto"`, a `data_dir` without IDX files is taken for a tfds data
+directory. Importing this package is cheap: TensorFlow is imported only when a
+tfds dataset is loaded, and MNIST-1D is generated on first use.
+"""
+
+from __future__ import annotations
+
+import os
+
+from bll_jax.data import idx
+from bll_jax.data import mnist1d
+from bll_jax.data import sequences
+from bll_jax.data.base import Batch
+from bll_jax.data.base import Dataset
+from bll_jax.data.base import DatasetInfo
+
+DATASETS = ("mnist1d", "fashion_mnist", "mnist", "cifar10", "imagenet2012",
+            "reverse", "sort", "copy")
+SOURCES = ("auto", "generated", "idx", "tfds")
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+_GENERATED = ("mnist1d", "reverse", "sort", "copy")
+_IDX = ("fashion_mnist", "mnist")
+
+__all__ = ["DATASETS", "SOURCES", "Batch", "Dataset", "DatasetInfo", "load"]
+
+
+def load(name: str, *, data_dir: str | os.PathLike | None = None,
+         source: str = "auto", **options) -> Dataset:
+  """The dataset `name`, ready to hand out batches.
+
+  Args:
+    name: one of `DATASETS`.
+    data_dir: a folder holding the IDX files (fashion_mnist, mnist) or the tfds
+      data directory; unused by the generated datasets.
+    source: "auto", or one of the sources `name` allows (table above).
+    **options: dataset options, e.g. `length=8` for the sequence tasks or
+      `image_size=160` for imagenet2012; see each source module.
+
+  Returns:
+    The dataset.
+
+  Raises:
+    ValueError: an unknown name, source or option.
+    FileNotFoundError: `data_dir` does not exist, or IDX files are missing.
+    ImportError: a tfds dataset without TensorFlow installed.
+  """
+  if name not in DATASETS:
+    raise ValueError(f"name must be one of {DATASETS}, got {name!r}")
+  allowed = _sources(name)
+  if source not in ("auto",) + allowed:
+    raise ValueError(f"source must be one of {('auto',) + allowed} for "
+                     f"{name!r}, got {source!r}")
+  if data_dir is not None:
+    data_dir = os.fspath(data_dir)
+    if not os.path.isdir(data_dir):
+      raise FileNotFoundError(f"data_dir {data_dir!r} does not exist")
+  if source == "auto":
+    source = _auto_source(name, data_dir)
+  if source == "generated":
+    if name == "mnist1d":
+      return mnist1d.load(**options)
+    return sequences.load(name, **options)
+  if source == "idx":
+    directory = data_dir
+    if directory is None and name == "fashion_mnist":
+      directory = DEBIAN_FASHION_MNIST
+    if directory is None:
+      raise ValueError(f"source 'idx' for {name!r} needs data_dir, the folder "
+                       f"holding the IDX files")
+    return idx.load(name, directory, **options)
+  # Imported on use only: it is the one module that imports TensorFlow.
+  from bll_jax.data import tfds
+  return tfds.load(name, data_dir=data_dir, **options)
+
+
+def _sources(name: str) -> tuple[str, ...]:
+  if name in _GENERATED:
+    return ("generated",)
+  if name in _IDX:
+    return ("idx", "tfds")
+  return ("tfds",)
+
+
+def _auto_source(name: str, data_dir: str | None) -> str:
+  """The source "auto" stands for (see the module docstring)."""
+  if name in _GENERATED:
+    return "generated"
+  if name in _IDX:
+    if data_dir is not None:
+      return "idx" if idx.has_files(data_dir) else "tfds"
+    if name == "fashion_mnist" and idx.has_files(DEBIAN_FASHION_MNIST):
+      return "idx"
+  return "tfds"

@@ -1,0 +1,66 @@
+"""MNIST-1D: the embedded default dataset, generated offline.
+
+The `mnist1d` package generates 1-D signals of length 40 in 10 classes (4000
+training and 1000 test examples by default) from a fixed seed, so the data is
+the same on every machine. Inputs are standardised with the training set's
+scalar mean and standard deviation.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+
+import numpy as np
+
+from bll_jax.data import base
+
+NUM_CLASSES = 10
+DEFAULTS = {"num_samples": 5000}   # train + test; 80% of them train
+
+
+def load(**options) -> base.ArrayDataset:
+  """MNIST-1D as an in-memory dataset.
+
+  Args:
+    **options: `num_samples` (default 5000): train plus test examples, a
+      multiple of 10 (the package draws `num_samples // 10` per class).
+
+  Returns:
+    The dataset, inputs float32 of shape `(40,)`.
+  """
+  options = base.check_options("mnist1d", options, DEFAULTS)
+  num_samples = base.positive_int("num_samples", options["num_samples"])
+  if num_samples % NUM_CLASSES or num_samples < 5 * NUM_CLASSES:
+    raise ValueError(f"num_samples must be a multiple of {NUM_CLASSES} and at "
+                     f"least {5 * NUM_CLASSES}, got {num_samples}")
+  x, y, x_test, y_test = _generate(num_samples)
+  mean, std = x.mean(), x.std()
+  info = base.DatasetInfo(
+      name="mnist1d", task="classification", num_classes=NUM_CLASSES,
+      input_shape=x.shape[1:], input_dtype="float32", train_size=len(y),
+      test_size=len(y_test), metadata={})
+  return base.ArrayDataset(
+      info,
+      base.classification_arrays(((x - mean) / std).astype(np.float32), y),
+      base.classification_arrays(((x_test - mean) / std).astype(np.float32),
+                                 y_test))
+
+
+@functools.lru_cache(maxsize=4)
+def _generate(num_samples: int):
+  """The raw float64 arrays `(x, y, x_test, y_test)` (read-only, cached)."""
+  from mnist1d import data as mnist1d_data   # on first use: import stays cheap
+  args = mnist1d_data.get_dataset_args()
+  args.num_samples = num_samples
+  # make_dataset seeds the global numpy and Python RNGs: restore both.
+  numpy_state, python_state = np.random.get_state(), random.getstate()
+  try:
+    raw = mnist1d_data.make_dataset(args)
+  finally:
+    np.random.set_state(numpy_state)
+    random.setstate(python_state)
+  arrays = (raw["x"], raw["y"], raw["x_test"], raw["y_test"])
+  for array in arrays:
+    array.flags.writeable = False
+  return arrays
