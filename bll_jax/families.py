@@ -378,8 +378,8 @@ class GaussianLearnedVariance(Family):
   constant base measure `(2 pi)^{-1/2}`, and
   `A(eta) = -eta1^2 / (4 eta2) - log(-2 eta2) / 2`.
   Natural parameters add under products, so the posterior stays in the
-  family. :meth:`natural_from_raw` maps unconstrained outputs to `eta2 < 0`;
-  a non-negative `eta2` passed directly gives NaN.
+  family. :meth:`natural_from_raw` maps an unconstrained mean and precision
+  to natural parameters; a non-negative `eta2` passed directly gives NaN.
 
   Attributes:
     min_precision: lower bound on the precision produced by
@@ -446,14 +446,17 @@ class GaussianLearnedVariance(Family):
     return jnp.sum(0.5 * (_LOG_2PI + 1.0 + jnp.log(var)), -1)
 
   def natural_from_raw(self, raw):
-    """`[r1 | r2] -> [r1 | -lam / 2]`, `lam = min_precision + softplus(r2)/log 2`.
+    """Mean-precision outputs to natural parameters: `[m | r] -> [m lam | -lam/2]`.
 
-    A raw output of zero gives precision `1 + min_precision`.
+    `lam = min_precision + softplus(r) / log 2`, so a raw zero gives precision
+    `1 + min_precision`, and the mean `E[z] = m` is the raw output itself
+    (bounded as the plain network's activation, whatever the precision).
     """
     raw = self.check("raw", raw)
-    r1, r2 = self._split(raw)
-    lam = self.min_precision + jax.nn.softplus(r2) / math.log(2.0)
-    return jnp.concatenate([r1, (-0.5 * lam).astype(raw.dtype)], -1)
+    m, r = self._split(raw)
+    lam = (self.min_precision + jax.nn.softplus(r) / math.log(2.0)).astype(
+        raw.dtype)
+    return jnp.concatenate([m * lam, -0.5 * lam], -1)
 
 
 # ------------------------------------------------------------------ registry
