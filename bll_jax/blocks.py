@@ -1,0 +1,179 @@
+"""Cutting a layer stack into blocks, and the block forward `a_k = f_k(h_{k-1})`.
+
+A block is a run of consecutive units of a :class:`~bll_jax.models.LayerStack`.
+A hidden block reads its last unit's output as the natural parameters `a_k`
+of its latent (:class:`Latent`) and passes on its mean (or a sample):
+
+    Gaussian latents ("post"):     a_k = act(pre),  h_k = mu(a_k)
+    Bernoulli/Categorical ("pre"): a_k = pre,       h_k = act(mu(a_k)),
+
+where `pre` is the unit's pre-activation and `act` its activation. For a
+unit-variance Gaussian `mu(a) = a`, so the blocks compose to exactly the
+plain network; for Bernoulli the sigmoid takes the place of the activation at
+the boundary. The output block returns the logits. See `docs/engine.md`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from bll_jax import families as families_lib
+from bll_jax.models import base
+
+Array = jax.Array
+
+READOUTS = ("identity", "linear")
+TRANSMITS = ("mean", "sample")
+BOUNDARIES = ("auto", "pre", "post")
+
+
+@dataclasses.dataclass(frozen=True)
+class Latent:
+  """How a hidden block's output is read as a distribution and passed on.
+
+  Attributes:
+    family: the exponential family of the latent.
+    readout: "identity": the last unit's pre-activation is the natural
+      parameter (plus a learned precision head for
+      `GaussianLearnedVariance`); "linear": an auxiliary head, a dense layer
+      on the position-pooled features, gives `readout_features` latent units
+      (the block still passes on its features; greedy local classifiers).
+    readout_features: latent units of the "linear" readout.
+    transmit: "mean" passes on the mean `E[z]`, "sample" a draw `z` in
+      training (and the mean in evaluation).
+    boundary: where the natural parameters are read. "post": after the
+      unit's activation, `a = act(pre)`, and the block passes on `mu(a)`;
+      "pre": before it, `a = pre`, passing on `act(mu(a))`; "auto": "post"
+      for the Gaussians (whose mean map is the identity, so the blocks
+      compose to the plain network) and "pre" for Bernoulli and Categorical
+      (whose mean maps, sigmoid and softmax, are the nonlinearity).
+    position_ndim: positions of the natural parameters (set by the engine).
+  """
+
+  family: families_lib.Family
+  readout: str = "identity"
+  readout_features: int = 0
+  transmit: str = "mean"
+  boundary: str = "auto"
+  position_ndim: int = 0
+
+  def reads_activation(self) -> bool:
+    """Whether the natural parameters are read after the unit's activation."""
+    if self.boundary == "auto":
+      return isinstance(self.family, (families_lib.Gaussian,
+                                      families_lib.GaussianLearnedVariance))
+    return self.boundary == "post"
+
+  def __post_init__(self):
+    if self.readout not in READOUTS:
+      raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+    if self.transmit not in TRANSMITS:
+      raise ValueError(
+          f"transmit must be one of {TRANSMITS}, got {self.transmit!r}")
+    if self.boundary not in BOUNDARIES:
+      raise ValueError(
+          f"boundary must be one of {BOUNDARIES}, got {self.boundary!r}")
+    if self.readout == "linear" and self.readout_features < 1:
+      raise ValueError("readout='linear' needs readout_features >= 1, got "
+                       f"{self.readout_features}")
+
+
+class Block(nn.Module):
+  """Units `[i, j)` of a stack; returns `(eta, h_out)`.
+
+  For the output block (`latent=None`), `eta` is the logits and `h_out` the
+  same array.
+  """
+
+  units: tuple[nn.Module, ...]
+  activations: tuple[Callable[[Array], Array], ...]
+  latent: Latent | None = None
+  unit_position_ndim: int = 0
+
+  @nn.compact
+  def __call__(self, h, train: bool = False):
+    for unit, act in zip(self.units[:-1], self.activations[:-1]):
+      h = act(unit(h, train=train))
+    pre = self.units[-1](h, train=train)
+    if self.latent is None:
+      return pre, pre
+    family, act = self.latent.family, self.activations[-1]
+    if self.latent.readout == "linear":
+      features = act(pre)
+      n = self.unit_position_ndim
+      axes = tuple(range(features.ndim - 1 - n, features.ndim - 1))
+      pooled = jnp.mean(features, axis=axes) if axes else features
+      raw = nn.Dense(self.latent.readout_features * family.params_per_unit,
+                     name="readout")(pooled)
+      return family.natural_from_raw(raw), features
+    post = self.latent.reads_activation()
+    raw = act(pre) if post else pre
+    if family.params_per_unit == 2:
+      precision = nn.Dense(raw.shape[-1], name="precision")(raw)
+      raw = jnp.concatenate([raw, precision], -1)
+    eta = family.natural_from_raw(raw)
+    if self.latent.transmit == "sample" and train:
+      z = jax.lax.stop_gradient(family.sample(self.make_rng("latent"), eta))
+    else:                       # evaluation always passes on the mean
+      z = family.expectation(eta)
+    return eta, (z if post else act(z))
+
+
+def boundaries(num_units: int, blocks: int | None = None,
+               cuts: Sequence[int] | None = None) -> tuple[int, ...]:
+  """Block boundaries `(0, c_1, ..., num_units)`.
+
+  Args:
+    num_units: units in the stack.
+    blocks: cut into this many blocks of (nearly) equal unit counts, the
+      earlier blocks taking one unit more when it does not divide.
+    cuts: explicit cut points instead: strictly increasing, in
+      `[1, num_units - 1]`; block `k` holds units `[c_k, c_{k+1})`.
+
+  Raises:
+    ValueError: naming the field and the allowed values.
+  """
+  if cuts:
+    cuts = tuple(int(c) for c in cuts)
+    if any(c < 1 or c > num_units - 1 for c in cuts) or any(
+        b <= a for a, b in zip(cuts, cuts[1:])):
+      raise ValueError(
+          f"cuts must be strictly increasing integers in [1, {num_units - 1}] "
+          f"(the model has {num_units} units), got {list(cuts)}")
+    return (0,) + cuts + (num_units,)
+  blocks = 1 if blocks is None else blocks
+  if not isinstance(blocks, int) or not 1 <= blocks <= num_units:
+    raise ValueError(
+        f"blocks must be an integer in [1, {num_units}] (the model has "
+        f"{num_units} units), got {blocks!r}")
+  size, extra = divmod(num_units, blocks)
+  edges, start = [0], 0
+  for k in range(blocks):
+    start += size + (1 if k < extra else 0)
+    edges.append(start)
+  return tuple(edges)
+
+
+def make_blocks(stack: base.LayerStack, edges: Sequence[int],
+                latents: Sequence[Latent]) -> tuple[Block, ...]:
+  """One :class:`Block` per pair of edges; `latents` for the hidden blocks."""
+  if len(latents) != len(edges) - 2:
+    raise ValueError(f"need {len(edges) - 2} latents (one per hidden block), "
+                     f"got {len(latents)}")
+  blocks = []
+  for k, (i, j) in enumerate(zip(edges[:-1], edges[1:])):
+    latent = latents[k] if k < len(latents) else None
+    blocks.append(Block(stack.units[i:j], stack.activations[i:j], latent,
+                        stack.position_ndim[j - 1]))
+  return tuple(blocks)
+
+
+def latent_position_ndim(stack: base.LayerStack, edges: Sequence[int],
+                         k: int, readout: str) -> int:
+  """Positions of hidden block `k`'s natural parameters."""
+  return 0 if readout == "linear" else stack.position_ndim[edges[k + 1] - 1]

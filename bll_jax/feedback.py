@@ -1,0 +1,109 @@
+r"""Feedback networks: the backward information `b_k(y)`, with weights `phi_k`.
+
+The feedback network produces, for every hidden block `k` and every class
+`y`, the natural parameters `b_k(y)` of the backward message, in the block's
+own family. It never uses the forward weights (no weight transport). Modes:
+
+* `direct`: `b_k(y) = B_k onehot(y)`, a learned table per block, all blocks
+  in parallel (the authors' code: a bias-free linear map of the label).
+* `chained`: `b_top(y) = B onehot(y)`, `b_k = W_k relu(b_{k+1}) + c_k`,
+  propagating backwards through the blocks.
+* `bootstrapped`: `b_k(x, y) = W_k relu(LN(a_{k+1}(x) + b_{k+1}(x, y))) + c_k`:
+  the posterior of the block above (forward plus feedback natural parameters,
+  pooled over positions, detached) replaces `b_{k+1}`; above the top hidden
+  block sits the output block, with `a = logits` and `b = s onehot(y)`. The
+  result is per example: `[batch, C, P_k]`.
+* `random`: `direct` with a fixed random table, never trained (DRTP-like).
+* `onehot`: `b_k(y) = s onehot(y)`, fixed (greedy local classifiers, with a
+  Categorical latent whose states are the classes).
+
+Every output passes through the family's `natural_from_raw` link.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from bll_jax import blocks as blocks_lib
+
+Array = jax.Array
+
+MODES = ("direct", "chained", "bootstrapped", "random", "onehot")
+TRAINABLE_MODES = ("direct", "chained", "bootstrapped")
+
+
+class Feedback(nn.Module):
+  """Feedback parameters for every hidden block, bottom to top.
+
+  Attributes:
+    mode: one of `MODES`.
+    num_classes: `C`.
+    latents: the hidden blocks' latents, bottom to top.
+    sizes: natural-parameter sizes `P_k` of the hidden blocks.
+    init_scale: standard deviation of the tables (`direct`, `random`,
+      `chained`, `bootstrapped`).
+    onehot_scale: `s` of the `onehot` mode and of the output block's
+      feedback in the `bootstrapped` mode.
+  """
+
+  mode: str
+  num_classes: int
+  latents: tuple[blocks_lib.Latent, ...]
+  sizes: tuple[int, ...]
+  init_scale: float = 1.0
+  onehot_scale: float = 30.0
+
+  @nn.compact
+  def __call__(self, above: tuple[Array, ...] | None = None
+               ) -> tuple[Array, ...]:
+    """Returns `eta_fb` per hidden block: `[C, P_k]`, or `[B, C, P_k]`.
+
+    Args:
+      above: `bootstrapped` only: per hidden block `k`, the detached natural
+        parameters of block `k + 1` pooled over positions, `[B, P_{k+1}]`
+        (the output block's logits for the top hidden block).
+    """
+    c, n = self.num_classes, len(self.sizes)
+    eye = jnp.eye(c)
+    table_init = nn.initializers.normal(self.init_scale)
+    links = [lat.family.natural_from_raw for lat in self.latents]
+    if self.mode == "onehot":
+      return tuple(self.onehot_scale * eye for _ in range(n))
+    if self.mode in ("direct", "random"):
+      return tuple(
+          links[k](self.param(f"table_{k}", table_init, (c, self.sizes[k])))
+          for k in range(n))
+    if self.mode == "chained":
+      out = [None] * n
+      out[-1] = links[-1](self.param(f"table_{n - 1}", table_init,
+                                     (c, self.sizes[-1])))
+      for k in range(n - 2, -1, -1):
+        out[k] = links[k](nn.Dense(self.sizes[k], name=f"g_{k}")(
+            nn.relu(out[k + 1])))
+      return tuple(out)
+    if self.mode == "bootstrapped":
+      if above is None or len(above) != n:
+        raise ValueError(f"bootstrapped feedback needs {n} arrays of the "
+                         "blocks above")
+      out = [None] * n
+      b_above = self.onehot_scale * eye                 # output block: s e_y
+      for k in range(n - 1, -1, -1):
+        posterior = above[k][:, None, :] + b_above      # [B, C, P_{k+1}]
+        # LayerNorm: the posterior's scale grows with s and with training.
+        posterior = nn.LayerNorm(name=f"norm_{k}")(posterior)
+        out[k] = links[k](nn.Dense(self.sizes[k], name=f"g_{k}")(
+            nn.relu(posterior)))
+        b_above = out[k]
+      return tuple(out)
+    raise ValueError(f"feedback must be one of {MODES}, got {self.mode!r}")
+
+
+def pool_positions(eta: Array, position_ndim: int) -> Array:
+  """Means natural parameters over their position axes: `[B, ..., P] -> [B, P]`."""
+  if not position_ndim:
+    return eta
+  axes = tuple(range(eta.ndim - 1 - position_ndim, eta.ndim - 1))
+  return jnp.mean(eta, axis=axes)
+

@@ -1,0 +1,291 @@
+"""The engine: per-block steps, fused step, locality, bp, special cases."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from bll_jax import blocks
+from bll_jax import families
+from bll_jax import losses
+from bll_jax import models
+from bll_jax import step
+
+NUM_CLASSES = 5
+
+
+def _batch(shape, n=16, tokens=False, seed=0):
+  rng = np.random.default_rng(seed)
+  if tokens:
+    x = jnp.asarray(rng.integers(1, NUM_CLASSES, (n,) + shape), jnp.int32)
+    return {"inputs": x, "labels": x, "weights": jnp.ones(x.shape)}
+  x = jnp.asarray(rng.normal(size=(n,) + shape), jnp.float32)
+  y = jnp.asarray(np.arange(n) % NUM_CLASSES, jnp.int32)
+  return {"inputs": x, "labels": y, "weights": jnp.ones(n)}
+
+
+def _engine(stack, latent, feedback="direct", method="bll", shape=(12,),
+            num_blocks=3, cuts=None, dtype=jnp.float32, tx=None, **objective):
+  edges = blocks.boundaries(len(stack), num_blocks, cuts)
+  return step.Engine(
+      stack, edges, [latent] * (len(edges) - 2), method=method,
+      feedback_mode=feedback, num_classes=NUM_CLASSES, input_shape=shape,
+      input_dtype=dtype, tx=tx or optax.adam(1e-2),
+      objective=step.Objective(**objective))
+
+
+def _max_diff(a, b):
+  return max(float(jnp.max(jnp.abs(x - y)))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+MLP = models.mlp((16, 16, 16), NUM_CLASSES)
+CNN = models.cnn((4, 8), (3, 3), (1, 2), NUM_CLASSES, 1)   # with BatchNorm
+TRANSFORMER = models.transformer(2, 16, 2, 32, NUM_CLASSES, 6)
+
+CASES = {
+    "mlp-gaussian-direct": (MLP, families.Gaussian(), "direct", (12,), None),
+    "mlp-bernoulli-chained": (MLP, families.Bernoulli(), "chained", (12,), None),
+    "mlp-learnedvar-bootstrapped": (MLP, families.GaussianLearnedVariance(),
+                                    "bootstrapped", (12,), None),
+    "mlp-categorical-random": (MLP, families.Categorical(4), "random", (12,),
+                               None),
+    "cnn-gaussian-bootstrapped": (CNN, families.Gaussian(), "bootstrapped",
+                                  (10,), None),
+    "transformer-gaussian-chained": (TRANSFORMER, families.Gaussian(),
+                                     "chained", (6,), (2, 3)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_per_block_steps_in_turn_equal_the_fused_step(case):
+  stack, family, mode, shape, cuts = CASES[case]
+  # Both feedback losses where the feedback has most structure.
+  feedback_loss = "both" if mode in ("chained", "bootstrapped") else "ml"
+  tokens = stack.token_targets
+  engine = _engine(stack, blocks.Latent(family), mode, shape=shape,
+                   cuts=cuts, dtype=jnp.int32 if tokens else jnp.float32,
+                   feedback_loss=feedback_loss)
+  batch = _batch(shape, tokens=tokens)
+  state = engine.init(jax.random.key(0), batch["inputs"])
+  fused = per_block = state
+  for i in range(3):
+    key = jax.random.key(10 + i)
+    fused, m_fused = engine.train_step(fused, batch, key)
+    per_block, m_block = engine.train_step_per_block(per_block, batch, key)
+  assert set(m_fused) == set(m_block)
+  for name in m_fused:
+    np.testing.assert_allclose(m_fused[name], m_block[name], rtol=1e-4,
+                               atol=1e-5, err_msg=name)
+  assert _max_diff(fused, per_block) < 1e-4
+  assert int(fused.step) == int(per_block.step) == 3
+  # and something was learned: every block's parameters moved.
+  for b0, b1 in zip(state.blocks, fused.blocks):
+    assert _max_diff(b0.params, b1.params) > 0
+
+
+def test_each_block_step_touches_only_its_own_state():
+  engine = _engine(CNN, blocks.Latent(families.Gaussian()), shape=(10,))
+  batch = _batch((10,))
+  state = engine.init(jax.random.key(0), batch["inputs"])
+  fb = engine.feedback_forward(state.feedback.params, None)
+  h = batch["inputs"]
+  for k in range(engine.num_blocks):
+    fb_k = fb[k] if k < len(fb) else None
+    new_k, h_next, eta, _ = engine.block_step(k)(
+        state.blocks[k], h, fb_k, batch["labels"], batch["weights"],
+        jax.random.key(1))
+    # Its own parameters, BatchNorm statistics and optax state changed ...
+    assert _max_diff(new_k.params, state.blocks[k].params) > 0
+    if state.blocks[k].batch_stats:
+      assert _max_diff(new_k.batch_stats, state.blocks[k].batch_stats) > 0
+    assert _max_diff(new_k.opt_state, state.blocks[k].opt_state) > 0
+    # ... and the step's signature admits nothing else to change.
+    assert jax.tree.structure(new_k) == jax.tree.structure(state.blocks[k])
+    h = h_next
+
+
+@pytest.mark.parametrize("mode", ["direct", "chained", "bootstrapped"])
+def test_gradient_locality_on_the_full_parameter_tree(mode):
+  """d L_k / d theta_j = 0 exactly for j != k, and d L_k / d phi = 0."""
+  engine = _engine(MLP, blocks.Latent(families.Gaussian()), mode, num_blocks=4,
+                   feedback_loss="both")
+  batch = _batch((12,))
+  state = engine.init(jax.random.key(0), batch["inputs"])
+  params = tuple(b.params for b in state.blocks)
+  stats = [b.batch_stats for b in state.blocks]
+
+  def loss(k):
+    def fn(params, fb_params):
+      block_losses, fb_loss, _ = engine.local_losses(
+          params, fb_params, stats, batch, jax.random.key(1))
+      return fb_loss if k == "feedback" else block_losses[k]
+    return jax.grad(fn, argnums=(0, 1))(params, state.feedback.params)
+
+  for k in list(range(engine.num_blocks)) + ["feedback"]:
+    grads, fb_grads = loss(k)
+    for j, g in enumerate(grads):
+      norm = sum(float(jnp.sum(jnp.abs(x))) for x in jax.tree.leaves(g))
+      assert (norm > 0) == (j == k), (k, j, norm)
+    fb_norm = sum(float(jnp.sum(jnp.abs(x))) for x in jax.tree.leaves(fb_grads))
+    assert (fb_norm > 0) == (k == "feedback"), (k, fb_norm)
+
+
+@pytest.mark.parametrize("stack,shape", [(MLP, (12,)), (CNN, (10,))],
+                         ids=["mlp", "cnn-batchnorm"])
+def test_one_block_bll_gives_the_backprop_update(stack, shape):
+  batch = _batch(shape)
+  tx = optax.sgd(0.1, momentum=0.9)
+  bll = _engine(stack, blocks.Latent(families.Gaussian()), num_blocks=1,
+                shape=shape, tx=tx)
+  bp = _engine(stack, blocks.Latent(families.Gaussian()), method="bp",
+               num_blocks=1, shape=shape, tx=tx)
+  s_bll = s_bp = bll.init(jax.random.key(0), batch["inputs"])
+  for i in range(3):
+    s_bll, m_bll = bll.train_step(s_bll, batch, jax.random.key(i))
+    s_bp, m_bp = bp.train_step(s_bp, batch, jax.random.key(i))
+    np.testing.assert_allclose(m_bll["block0/loss"], m_bp["block0/loss"],
+                               rtol=1e-6)
+  assert _max_diff(s_bll.blocks, s_bp.blocks) < 1e-6
+
+
+def test_bp_differentiates_end_to_end_through_the_same_network():
+  engine = _engine(MLP, blocks.Latent(families.Gaussian()), method="bp",
+                   num_blocks=4)
+  batch = _batch((12,))
+  state = engine.init(jax.random.key(0), batch["inputs"])
+  params = tuple(b.params for b in state.blocks)
+  # The blocks compose to the plain network: Dense-ReLU x3, Dense.
+  h = batch["inputs"]
+  for k, p in enumerate(params):
+    dense = p["units_0"]["Dense_0"]
+    h = h @ dense["kernel"] + dense["bias"]
+    h = jax.nn.relu(h) if k < 3 else h
+  logits, _ = engine.bp_logits(params, [{}] * 4, batch["inputs"], False, None)
+  np.testing.assert_allclose(logits, h, rtol=1e-5, atol=1e-6)
+  # Its gradient reaches the first block (a local loss would not, from the
+  # output): one bp step moves every block.
+  new, _ = engine.train_step(state, batch, jax.random.key(1))
+  for b0, b1 in zip(state.blocks, new.blocks):
+    assert _max_diff(b0.params, b1.params) > 0
+
+
+def test_drtp_feedback_is_fixed_and_local_is_cross_entropy_of_a_readout():
+  batch = _batch((12,))
+  drtp = _engine(MLP, blocks.Latent(families.Gaussian()), "random")
+  state = drtp.init(jax.random.key(0), batch["inputs"])
+  new, metrics = drtp.train_step(state, batch, jax.random.key(1))
+  assert "feedback/loss" not in metrics and not drtp.trains_feedback
+  assert _max_diff(new.feedback.params, state.feedback.params) == 0
+
+  latent = blocks.Latent(families.Categorical(NUM_CLASSES), readout="linear",
+                         readout_features=NUM_CLASSES)
+  local = _engine(MLP, latent, "onehot")
+  state = local.init(jax.random.key(0), batch["inputs"])
+  _, metrics = local.train_step(state, batch, jax.random.key(1))
+  # The hidden block's local loss is the cross-entropy of its readout head.
+  eta, _, _ = local._forward(0, state.blocks[0].params, {}, batch["inputs"],
+                             True, jax.random.key(1))
+  ce = optax.softmax_cross_entropy_with_integer_labels(eta, batch["labels"])
+  np.testing.assert_allclose(metrics["block0/loss"], ce.mean(), rtol=1e-5)
+
+
+def test_gaussian_post_boundary_blocks_compose_to_the_plain_network():
+  engine = _engine(MLP, blocks.Latent(families.Gaussian()), num_blocks=4)
+  batch = _batch((12,))
+  state = engine.init(jax.random.key(0), batch["inputs"])
+  logits, local = engine.predict(state, batch["inputs"])
+  bp_logits, _ = engine.bp_logits(tuple(b.params for b in state.blocks),
+                                  [{}] * 4, batch["inputs"], False, None)
+  np.testing.assert_allclose(logits, bp_logits, rtol=1e-6)
+  # Block 0's natural parameters are its post-ReLU features.
+  eta, h, _ = engine._forward(0, state.blocks[0].params, {}, batch["inputs"],
+                              False, None)
+  assert bool(jnp.all(eta >= 0)) and bool(jnp.all(h == eta))
+  fb = engine.feedback_forward(state.feedback.params, None)
+  np.testing.assert_allclose(
+      local[0], losses.local_logits(families.Gaussian(), eta, fb[0]),
+      rtol=1e-5)
+
+
+def test_bernoulli_pre_boundary_passes_on_the_sigmoid_mean():
+  engine = _engine(MLP, blocks.Latent(families.Bernoulli()), num_blocks=4)
+  batch = _batch((12,))
+  state = engine.init(jax.random.key(0), batch["inputs"])
+  eta, h, _ = engine._forward(0, state.blocks[0].params, {}, batch["inputs"],
+                              False, None)
+  assert bool(jnp.any(eta < 0))
+  np.testing.assert_allclose(h, jax.nn.sigmoid(eta), rtol=1e-6)
+
+
+def test_sampled_transmission_in_training_and_mean_in_evaluation():
+  latent = blocks.Latent(families.Bernoulli(), transmit="sample")
+  engine = _engine(MLP, latent, num_blocks=4)
+  batch = _batch((12,))
+  state = engine.init(jax.random.key(0), batch["inputs"])
+  p = state.blocks[0].params
+  _, h_train, _ = engine._forward(0, p, {}, batch["inputs"], True,
+                                  jax.random.key(1))
+  _, h_eval, _ = engine._forward(0, p, {}, batch["inputs"], False, None)
+  assert set(np.unique(np.asarray(h_train))) <= {0.0, 1.0}
+  assert bool(jnp.all((h_eval > 0) & (h_eval < 1)))
+
+
+def test_feature_map_latents_share_feedback_across_positions():
+  engine = _engine(CNN, blocks.Latent(families.Gaussian()), shape=(10,))
+  assert engine.latents[0].position_ndim == 1
+  assert engine.eta_shapes[0] == (2, 10, 4)
+  state = engine.init(jax.random.key(0), _batch((10,))["inputs"])
+  fb = engine.feedback_forward(state.feedback.params, None)
+  assert fb[0].shape == (NUM_CLASSES, 4)    # one channel vector per class
+
+
+def test_token_targets_train_per_token():
+  engine = _engine(TRANSFORMER, blocks.Latent(families.Gaussian()), "chained",
+                   shape=(6,), cuts=(2, 3), dtype=jnp.int32)
+  batch = _batch((6,), tokens=True)
+  state = engine.init(jax.random.key(0), batch["inputs"])
+  logits, local = engine.predict(state, batch["inputs"])
+  assert logits.shape == (16, 6, NUM_CLASSES)
+  assert all(l.shape == (16, 6, NUM_CLASSES) for l in local)
+  sums = engine.eval_step(state, batch)
+  assert float(sums["weight"]) == 16 * 6
+
+
+def test_boundaries_even_and_explicit_cuts_and_errors():
+  assert blocks.boundaries(4, 4) == (0, 1, 2, 3, 4)
+  assert blocks.boundaries(10, 4) == (0, 3, 6, 8, 10)
+  assert blocks.boundaries(10, None, (3, 5, 7)) == (0, 3, 5, 7, 10)
+  assert blocks.boundaries(5, 1) == (0, 5)
+  with pytest.raises(ValueError, match=r"blocks must be an integer in \[1, 4\]"):
+    blocks.boundaries(4, 5)
+  with pytest.raises(ValueError, match=r"cuts must be strictly increasing"):
+    blocks.boundaries(10, None, (0, 5))
+  with pytest.raises(ValueError, match=r"cuts must be strictly increasing"):
+    blocks.boundaries(10, None, (5, 5))
+  with pytest.raises(ValueError, match=r"in \[1, 9\]"):
+    blocks.boundaries(10, None, (3, 10))
+  with pytest.raises(ValueError, match="readout"):
+    blocks.Latent(families.Gaussian(), readout="pool")
+  with pytest.raises(ValueError, match="readout_features"):
+    blocks.Latent(families.Gaussian(), readout="linear")
+  with pytest.raises(ValueError, match="boundary"):
+    blocks.Latent(families.Gaussian(), boundary="middle")
+
+
+def test_models_have_the_documented_units():
+  assert len(models.resnet(18, 10)) == 10 and len(models.resnet(50, 10)) == 18
+  assert models.stage_cuts(18) == (3, 5, 7)
+  assert models.stage_cuts(50) == (4, 8, 14)
+  assert len(models.transformer(8, 32, 4, 64, 10, 12)) == 10
+  assert len(models.mlp((512, 512, 512), 10)) == 4
+  x = jnp.zeros((2, 32, 32, 3))
+  for depth, stem, pooled in [(18, "cifar", 32), (50, "imagenet", 8)]:
+    stack = models.resnet(depth, 10, stem)
+    variables = nn.Sequential([stack.units[0]]).init(jax.random.key(0), x)
+    out = stack.units[0].apply({"params": variables["params"]["layers_0"],
+                                "batch_stats": variables["batch_stats"][
+                                    "layers_0"]}, x)
+    assert out.shape == (2, pooled, pooled, 64)
