@@ -1,0 +1,171 @@
+"""`bll-train`: the command line of :func:`bll_jax.train.train_and_evaluate`.
+
+Every config field is a flag: `--epochs 3`, `--model.widths 256,256`,
+`--optimizer sgd` (underscores may be written as dashes). A few have short
+aliases: `--batch-size`, `--data-dir`. With no flags the embedded default runs:
+`--preset mnist1d --method bll`, offline, in about a minute on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from bll_jax.configs import presets
+
+ALIASES = {"data_dir": "dataset.data_dir", "data-dir": "dataset.data_dir"}
+
+
+def _leaves(config, prefix=""):
+  for key, value in config.items():
+    name = f"{prefix}{key}"
+    if hasattr(value, "items"):
+      yield from _leaves(value, name + ".")
+    else:
+      yield name, value
+
+
+def _parser_type(default: Any):
+  if isinstance(default, bool):
+    return _parse_bool
+  if isinstance(default, tuple):
+    return _parse_ints
+  return type(default)
+
+
+def _parse_bool(text: str) -> bool:
+  if text.lower() in ("1", "true", "yes", "on"):
+    return True
+  if text.lower() in ("0", "false", "no", "off"):
+    return False
+  raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _parse_ints(text: str) -> tuple[int, ...]:
+  try:
+    return tuple(int(t) for t in text.replace(" ", "").split(",") if t)
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f"expected comma-separated integers, got {text!r}") from None
+
+
+_METAVARS = {int: "INT", float: "FLOAT", str: "TEXT", _parse_bool: "BOOL",
+             _parse_ints: "INTS"}
+
+
+class _Parser(argparse.ArgumentParser):
+  """Reports a bad flag in one line (the usage is one `--help` away)."""
+
+  def error(self, message):
+    self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = _Parser(
+      prog="bll-train",
+      description="Train a network cut into blocks with block-local learning "
+                  "(or its baselines) and evaluate it.",
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  base = presets.base_config()
+  for name, default in _leaves(base):
+    flags = [f"--{name}"]
+    if "_" in name:
+      flags.append(f"--{name.replace('_', '-')}")
+    for alias, target in ALIASES.items():
+      if target == name:
+        flags.append(f"--{alias}")
+    kind = _parser_type(default)
+    help_text = f"(default from the preset; base {default!r})"
+    if name == "preset":
+      parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS,
+                          choices=sorted(presets.PRESETS),
+                          help="the preset to start from (default mnist1d)")
+    elif name == "resume":
+      parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS,
+                          nargs="?", const=True, type=_parse_bool,
+                          help="continue the latest checkpoint in --workdir")
+    else:
+      parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS,
+                          type=kind, metavar=_METAVARS.get(kind, "VALUE"),
+                          help=help_text)
+  parser.add_argument("--print-config", action="store_true",
+                      default=argparse.SUPPRESS,
+                      help="print the resolved config and exit")
+  return parser
+
+
+def config_from_args(argv: Sequence[str] | None = None):
+  """The config of the command line: a preset with the flags applied.
+
+  Returns:
+    `(config, explicit)`: the config and the names of the fields given.
+  """
+  args = vars(build_parser().parse_args(argv))
+  print_config = args.pop("print_config", False)
+  config = presets.get_config(args.pop("preset", "mnist1d"))
+  for name, value in args.items():
+    node = config
+    *path, leaf = name.split(".")
+    for part in path:
+      node = node[part]
+    node[leaf] = value
+  config.print_config = print_config
+  return config, set(args)
+
+
+def _check_method_conflicts(config, explicit: set[str]) -> None:
+  from bll_jax import experiment
+  from bll_jax import train
+
+  fixed = experiment.METHOD_SETTINGS.get(config.method, {})
+  for field, value in fixed.items():
+    if field in explicit and value is None:
+      raise train.ConfigError(
+          f"method {config.method!r} sets {field} to the number of classes; "
+          f"do not pass --{field} (or use --method bll to choose it)")
+    if field in explicit and config[field] != value:
+      raise train.ConfigError(
+          f"method {config.method!r} fixes {field}={value!r}; got "
+          f"--{field} {config[field]!r} (use --method bll to choose it)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Runs the command line; returns the exit status (0, 1 or 2)."""
+  config, explicit = config_from_args(argv)
+  print_config = config.print_config
+  del config.print_config
+  # Imported after parsing, so --help never waits for JAX.
+  from bll_jax import checkpoint as checkpoint_lib
+  from bll_jax import train
+
+  try:
+    _check_method_conflicts(config, explicit)
+    if print_config:
+      print(config.to_json_best_effort(indent=2))
+      return 0
+    summary = train.train_and_evaluate(config)
+  except train.ConfigError as e:
+    print(f"bll-train: error: {e}", file=sys.stderr)
+    return 2
+  except (train.TrainingDiverged, checkpoint_lib.CheckpointError) as e:
+    print(f"bll-train: error: {e}", file=sys.stderr)
+    return 1
+  blocks = ", ".join("-" if a is None else f"{a:.4f}"
+                     for a in summary["per_block_test_accuracy"])
+  line = {k: summary[k] for k in ("preset", "method", "dataset", "model",
+                                  "blocks", "steps", "test_accuracy")}
+  print(json.dumps(line))
+  print(f"per-block test accuracy: {blocks}; "
+        f"{summary['examples_per_second'] or 0:.0f} examples/s; "
+        f"{summary['wall_seconds']:.1f} s")
+  return 0
+
+
+def entry_point() -> None:  # console script
+  sys.exit(main())
+
+
+if __name__ == "__main__":
+  entry_point()

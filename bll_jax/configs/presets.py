@@ -1,0 +1,189 @@
+"""The presets of `bll-train`, in the manner of Flax's `configs/default.py`.
+
+A preset fixes the dataset, the network, where it is cut, the method and the
+optimisation; the fields are documented in :func:`base_config`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every field, with its default. Presets change some of them."""
+  c = ml_collections.ConfigDict()
+  c.preset = ""
+
+  c.dataset = ml_collections.ConfigDict()
+  c.dataset.name = "mnist1d"    # see bll_jax.data.DATASETS
+  c.dataset.data_dir = ""       # "" = the dataset's default location
+  c.dataset.source = "auto"     # auto | idx | tfds
+  c.dataset.length = 16         # sequence tasks: source length L
+  c.dataset.num_symbols = 16    # sequence tasks: symbols (vocabulary - 2)
+  c.dataset.train_size = 65536  # sequence tasks: examples per epoch
+  c.dataset.image_size = 224    # imagenet2012: crop size
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "mlp"          # mlp | cnn | resnet18 | resnet34 | resnet50 | transformer
+  c.model.widths = (512, 512, 512)
+  c.model.channels = (32, 64, 128)
+  c.model.kernels = (5, 3, 3)
+  c.model.strides = (1, 2, 2)
+  c.model.norm = True
+  c.model.head = "flatten"      # cnn: flatten | pool
+  c.model.stem = "cifar"        # resnet: cifar | imagenet
+  c.model.num_layers = 8
+  c.model.d_model = 128
+  c.model.num_heads = 4
+  c.model.mlp_dim = 512
+  c.model.dropout = 0.0
+
+  # Method: bll (block-local), bp (end-to-end backprop, same network),
+  # local (greedy local classifiers), drtp (fixed random feedback). local and
+  # drtp are bll with fixed settings (see bll_jax.experiment.resolve).
+  c.method = "bll"
+  c.family = "gaussian"         # bernoulli | categorical | gaussian | gaussian_learned_variance
+  c.variance = 1.0              # gaussian
+  c.group_size = 2              # categorical
+  c.min_precision = 1e-3        # gaussian_learned_variance
+  c.feedback = "chained"        # direct | chained | bootstrapped | random | onehot
+  c.feedback_loss = "discriminative"  # ml | discriminative | both
+  c.feedback_init_scale = 1.0
+  c.onehot_scale = 30.0
+  c.readout = "identity"        # identity | linear
+  c.readout_features = 0
+  c.transmit = "mean"           # mean | sample
+  c.boundary = "auto"           # auto | pre | post (see bll_jax.blocks.Latent)
+  c.temperature = 1.0
+  c.chunk_size = 0              # 0 = all classes at once
+  c.decorrelation = 0.0
+
+  c.blocks = 4                  # even cut into this many blocks ...
+  c.cuts = ()                   # ... unless explicit cut points are given
+
+  c.optimizer = "adam"          # adam | adamw | sgd
+  c.lr = 1e-3
+  c.feedback_lr = 0.0           # 0 = lr
+  c.momentum = 0.9              # sgd
+  c.nesterov = False            # sgd
+  c.weight_decay = 0.0
+  c.schedule = "constant"       # constant | cosine
+  c.warmup_epochs = 0.0
+  c.label_smoothing = 0.0
+
+  c.epochs = 5
+  c.steps = 0                   # > 0: stop after this many updates (still evaluates)
+  c.batch_size = 128
+  c.eval_batch_size = 1000
+  c.seed = 0
+  c.step_mode = "fused"         # fused | per_block
+  c.workdir = ""                # "" = runs/<preset>-<method>-<time>
+  c.resume = False
+  c.log_every_steps = 50
+  c.checkpoint_every_steps = 0  # 0 = at the end of every epoch only
+  c.keep_checkpoints = 2
+  c.progress = True
+  return c
+
+
+def _mnist1d(c):
+  c.dataset.name = "mnist1d"
+  c.model.name = "cnn"          # 3 conv units + dense head: 4 blocks
+  c.model.channels = (32, 64, 128)
+  c.model.kernels = (5, 3, 3)
+  c.model.strides = (1, 2, 2)
+  c.blocks = 4
+  c.epochs = 30
+  c.batch_size = 100
+
+
+def _fashion_mnist_mlp(c):
+  c.dataset.name = "fashion_mnist"
+  c.model.name = "mlp"
+  c.model.widths = (512, 512, 512)
+  c.blocks = 4
+  c.epochs = 5
+  c.batch_size = 128
+
+
+def _fashion_mnist_resnet18(c):
+  c.dataset.name = "fashion_mnist"
+  c.model.name = "resnet18"
+  c.model.stem = "cifar"
+  c.cuts = (3, 5, 7)            # at the stage boundaries: 4 blocks
+  c.epochs = 10
+  c.batch_size = 128
+
+
+def _cifar10_resnet18(c):
+  c.dataset.name = "cifar10"
+  c.model.name = "resnet18"
+  c.model.stem = "cifar"
+  c.cuts = (3, 5, 7)
+  c.optimizer = "sgd"
+  c.lr = 0.1
+  c.nesterov = True
+  c.weight_decay = 5e-4
+  c.schedule = "cosine"
+  c.epochs = 100
+  c.batch_size = 128
+
+
+def _imagenet_resnet50(c):
+  c.dataset.name = "imagenet2012"
+  c.dataset.image_size = 224
+  c.model.name = "resnet50"
+  c.model.stem = "imagenet"
+  c.cuts = (4, 8, 14)           # at the stage boundaries: 4 blocks
+  c.optimizer = "sgd"
+  c.batch_size = 1024
+  c.lr = 0.1 * 1024 / 256       # linear scaling from 0.1 at batch 256
+  c.nesterov = True
+  c.weight_decay = 1e-4
+  c.schedule = "cosine"
+  c.warmup_epochs = 5.0
+  c.label_smoothing = 0.1
+  c.epochs = 90
+  c.eval_batch_size = 1000
+
+
+def _seq_transformer(c):
+  c.dataset.name = "reverse"
+  c.dataset.length = 16
+  c.dataset.num_symbols = 16
+  c.model.name = "transformer"
+  c.model.num_layers = 8
+  c.model.d_model = 128
+  c.model.num_heads = 4
+  c.model.mlp_dim = 512
+  c.cuts = (3, 5, 7)            # embedding + 2 layers | 2 | 2 | 2 + head
+  c.lr = 3e-4
+  c.epochs = 4
+  c.batch_size = 128
+  c.eval_batch_size = 500
+
+
+PRESETS: dict[str, Callable[[ml_collections.ConfigDict], None]] = {
+    "mnist1d": _mnist1d,
+    "fashion_mnist_mlp": _fashion_mnist_mlp,
+    "fashion_mnist_resnet18": _fashion_mnist_resnet18,
+    "cifar10_resnet18": _cifar10_resnet18,
+    "imagenet_resnet50": _imagenet_resnet50,
+    "seq_transformer": _seq_transformer,
+}
+
+
+def get_config(preset: str = "mnist1d") -> ml_collections.ConfigDict:
+  """A fresh config of `preset`.
+
+  Raises:
+    ValueError: for an unknown preset, naming the allowed ones.
+  """
+  if preset not in PRESETS:
+    raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+  c = base_config()
+  c.preset = preset
+  PRESETS[preset](c)
+  return c

@@ -1,0 +1,89 @@
+"""Test-set evaluation: the network's accuracy and every block's own.
+
+For classification, `accuracy` is the output block's; `per_block_accuracy[k]`
+is the accuracy of block `k`'s own prediction `argmax_y q(y | alpha_k)` (the
+last entry is the output block; hidden entries are `None` for `bp`, which has
+no feedback network). For token targets, the local accuracies are per target
+token with teacher forcing, and the network is also decoded greedily:
+`accuracy` is then the greedy token accuracy and `exact_match` the fraction of
+test sequences decoded without a single error.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bll_jax import step as step_lib
+
+
+def evaluate(engine: step_lib.Engine, state: step_lib.TrainState, dataset,
+             batch_size: int) -> dict[str, Any]:
+  """Metrics over the whole test set (padding excluded)."""
+  sums = None
+  decoded_correct = decoded_tokens = exact = sequences = 0  # Python ints
+  info = dataset.info
+  for batch in dataset.test_batches(batch_size):
+    out = jax.device_get(engine.eval_step(state, batch))
+    sums = out if sums is None else jax.tree.map(np.add, sums, out)
+    if info.task == "sequence":
+      d = jax.device_get(_decode_fn(engine, info.metadata["source_length"])(
+          state, batch))
+      decoded_correct += int(d["correct"])
+      decoded_tokens += int(d["tokens"])
+      exact += int(d["exact"])
+      sequences += int(d["sequences"])
+  weight = float(sums["weight"])
+  per_block = [None if math.isnan(c) else float(c) / weight
+               for c in np.asarray(sums["correct"], np.float64)]
+  result = {"loss": float(sums["loss"]) / weight,
+            "accuracy": per_block[-1],
+            "per_block_accuracy": per_block}
+  if info.task == "sequence":
+    result["teacher_forced_accuracy"] = per_block[-1]
+    result["accuracy"] = float(decoded_correct) / max(float(decoded_tokens), 1.0)
+    result["exact_match"] = float(exact) / max(float(sequences), 1.0)
+  return result
+
+
+@functools.cache
+def _decode_fn(engine: step_lib.Engine, source_length: int):
+  """Jitted greedy decoding of the target half of a sequence batch.
+
+  The inputs hold `[s_1..s_L, SEP, t_1..t_{L-1}]`; the target tokens are
+  replaced by the model's own predictions, one position at a time (a causal
+  model sees only the positions before), and compared with the labels.
+  """
+  length = source_length
+
+  def decode(state, batch):
+    inputs, labels, weights = batch["inputs"], batch["labels"], batch["weights"]
+    tokens = inputs.at[:, length + 1:].set(0)
+
+    def body(i, carry):
+      tokens, preds = carry
+      logits, _ = engine.predict(state, tokens)
+      pred = jnp.argmax(logits[:, length + i], -1).astype(tokens.dtype)
+      preds = preds.at[:, i].set(pred)
+      nxt = jnp.minimum(length + 1 + i, tokens.shape[1] - 1)
+      tokens = jnp.where(length + 1 + i < tokens.shape[1],
+                         tokens.at[:, nxt].set(pred), tokens)
+      return tokens, preds
+
+    preds = jnp.zeros((inputs.shape[0], length), inputs.dtype)
+    _, preds = jax.lax.fori_loop(0, length, body, (tokens, preds))
+    targets = labels[:, length:2 * length]
+    mask = weights[:, length:2 * length]
+    correct = (preds == targets) * mask
+    real = (jnp.sum(mask, -1) > 0).astype(jnp.float32)
+    return {"correct": jnp.sum(correct), "tokens": jnp.sum(mask),
+            "exact": jnp.sum(jnp.all((preds == targets) | (mask == 0), -1)
+                             * real),
+            "sequences": jnp.sum(real)}
+
+  return jax.jit(decode)

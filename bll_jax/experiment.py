@@ -1,0 +1,166 @@
+"""From a config to the objects of a run: checked settings, data, engine.
+
+:func:`check` runs before anything heavy (no data loaded, nothing compiled)
+and raises a one-line `ValueError` naming the field and its allowed values.
+:func:`resolve` turns the methods `local` and `drtp` into the block-local
+settings they are special cases of.
+"""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+import optax
+
+from bll_jax import blocks as blocks_lib
+from bll_jax import families as families_lib
+from bll_jax import feedback as feedback_lib
+from bll_jax import models as models_lib
+from bll_jax import step as step_lib
+from bll_jax.configs import presets
+
+METHODS = ("bll", "bp", "local", "drtp")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine")
+STEP_MODES = ("fused", "per_block")
+
+# What each special-case method fixes (field -> value; None = num_classes).
+METHOD_SETTINGS = {
+    "local": {"family": "categorical", "group_size": None, "readout": "linear",
+              "readout_features": None, "feedback": "onehot"},
+    "drtp": {"family": "gaussian", "readout": "identity", "feedback": "random"},
+}
+
+
+def _one_of(field, value, allowed):
+  if value not in allowed:
+    raise ValueError(f"{field} must be one of {list(allowed)}, got {value!r}")
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """Checks the fields that need no data; raises a one-line ValueError."""
+  from bll_jax import data as data_lib  # light: no dataset is loaded
+
+  if config.preset:
+    _one_of("preset", config.preset, sorted(presets.PRESETS))
+  _one_of("dataset.name", config.dataset.name, data_lib.DATASETS)
+  _one_of("dataset.source", config.dataset.source, ("auto", "idx", "tfds"))
+  if config.dataset.data_dir and not os.path.isdir(config.dataset.data_dir):
+    raise ValueError(f"dataset.data_dir {config.dataset.data_dir!r} does not "
+                     "exist or is not a directory")
+  _one_of("model.name", config.model.name, models_lib.MODELS)
+  _one_of("method", config.method, METHODS)
+  _one_of("family", config.family, sorted(families_lib.FAMILIES))
+  _one_of("feedback", config.feedback, feedback_lib.MODES)
+  _one_of("feedback_loss", config.feedback_loss, step_lib.FEEDBACK_LOSSES)
+  _one_of("readout", config.readout, blocks_lib.READOUTS)
+  _one_of("transmit", config.transmit, blocks_lib.TRANSMITS)
+  _one_of("boundary", config.boundary, blocks_lib.BOUNDARIES)
+  _one_of("optimizer", config.optimizer, OPTIMIZERS)
+  _one_of("schedule", config.schedule, SCHEDULES)
+  _one_of("step_mode", config.step_mode, STEP_MODES)
+  for field in ("epochs", "batch_size", "eval_batch_size", "log_every_steps"):
+    if int(config[field]) < 1:
+      raise ValueError(f"{field} must be >= 1, got {config[field]!r}")
+  for field in ("steps", "checkpoint_every_steps", "chunk_size"):
+    if int(config[field]) < 0:
+      raise ValueError(f"{field} must be >= 0, got {config[field]!r}")
+  for field in ("lr", "temperature", "variance"):
+    if not float(config[field]) > 0:
+      raise ValueError(f"{field} must be > 0, got {config[field]!r}")
+  if config.method == "bp" and config.transmit == "sample":
+    raise ValueError("transmit must be 'mean' for method 'bp' (no gradient "
+                     "through a sample), got 'sample'")
+
+
+def resolve(config: ml_collections.ConfigDict, num_classes: int
+            ) -> ml_collections.ConfigDict:
+  """A copy of `config` with the settings `local` and `drtp` stand for."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  for field, value in METHOD_SETTINGS.get(config.method, {}).items():
+    config[field] = num_classes if value is None else value
+  return config
+
+
+def make_family(config) -> families_lib.Family:
+  kwargs = {"gaussian": {"variance": float(config.variance)},
+            "categorical": {"group_size": int(config.group_size)},
+            "gaussian_learned_variance": {
+                "min_precision": float(config.min_precision)}}
+  return families_lib.get(config.family, **kwargs.get(config.family, {}))
+
+
+def make_optimizer(config, steps_per_epoch: int, total_steps: int,
+                   lr: float | None = None) -> optax.GradientTransformation:
+  """The optax transformation of `config` (each block holds its own state)."""
+  lr = float(config.lr if lr is None else lr)
+  if config.schedule == "cosine":
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+    lr = optax.warmup_cosine_decay_schedule(
+        0.0, lr, warmup_steps=warmup, decay_steps=max(total_steps, warmup + 1))
+  if config.optimizer == "adam":
+    return optax.adam(lr)
+  if config.optimizer == "adamw":
+    return optax.adamw(lr, weight_decay=config.weight_decay)
+  return optax.chain(
+      optax.add_decayed_weights(config.weight_decay),
+      optax.sgd(lr, momentum=config.momentum or None,
+                nesterov=bool(config.nesterov)))
+
+
+def make_stack(config, info) -> models_lib.LayerStack:
+  return models_lib.build(config.model, info.num_classes, info.input_shape)
+
+
+def make_engine(config, info, steps_per_epoch: int, total_steps: int
+                ) -> step_lib.Engine:
+  """The engine of a resolved config for a dataset; checks the cut.
+
+  Raises:
+    ValueError: a cut that does not fit the model, or settings that do not
+      fit the task (one line each).
+  """
+  stack = make_stack(config, info)
+  edges = blocks_lib.boundaries(len(stack), int(config.blocks),
+                                tuple(config.cuts) or None)
+  if config.feedback == "bootstrapped" and stack.token_targets:
+    raise ValueError("feedback 'bootstrapped' is per example and class: not "
+                     "supported with token targets; use direct or chained")
+  family = make_family(config)
+  latent = blocks_lib.Latent(family, config.readout,
+                             int(config.readout_features), config.transmit,
+                             config.boundary)
+  method = "bp" if config.method == "bp" else "bll"
+  tx = make_optimizer(config, steps_per_epoch, total_steps)
+  fb_tx = make_optimizer(config, steps_per_epoch, total_steps,
+                         config.feedback_lr or None)
+  objective = step_lib.Objective(
+      temperature=float(config.temperature),
+      feedback_loss=config.feedback_loss,
+      label_smoothing=float(config.label_smoothing),
+      chunk_size=int(config.chunk_size) or None,
+      decorrelation=float(config.decorrelation))
+  return step_lib.Engine(
+      stack, edges, [latent] * (len(edges) - 2), method=method,
+      feedback_mode=config.feedback, num_classes=info.num_classes,
+      input_shape=info.input_shape, input_dtype=info.input_dtype, tx=tx,
+      feedback_tx=fb_tx, objective=objective,
+      feedback_init_scale=float(config.feedback_init_scale),
+      onehot_scale=float(config.onehot_scale))
+
+
+def load_dataset(config):
+  """The dataset of `config` (this is where data is read or generated)."""
+  from bll_jax import data as data_lib
+
+  options = {}
+  if config.dataset.name in ("reverse", "sort", "copy"):
+    options = {"length": int(config.dataset.length),
+               "num_symbols": int(config.dataset.num_symbols),
+               "train_size": int(config.dataset.train_size)}
+  elif config.dataset.name == "imagenet2012":
+    options = {"image_size": int(config.dataset.image_size)}
+  return data_lib.load(config.dataset.name,
+                       data_dir=config.dataset.data_dir or None,
+                       source=config.dataset.source, **options)

@@ -1,0 +1,284 @@
+"""The training loop: `train_and_evaluate(config, workdir) -> summary`.
+
+In the manner of the Flax examples, this module is a library (the command
+line is :mod:`bll_jax.cli`; `python -m bll_jax.train` runs it). A run:
+
+1. checks the config and loads the data (one-line errors, nothing compiled);
+2. builds the engine (blocks, feedback, one optax state per block) and
+   restores the latest checkpoint with `resume=True`;
+3. trains epoch by epoch with a progress bar; every `log_every_steps` the
+   step metrics come to the host, are checked for NaN/inf (training stops
+   naming the block and step, keeping the last good checkpoint) and summed;
+4. evaluates at the end of every epoch (`metrics.jsonl`, TensorBoard) and
+   saves a checkpoint; `checkpoint_every_steps` adds saves within an epoch;
+5. writes `summary.json`.
+
+The batch order is a function of `(seed, epoch)` and the step's random key of
+`(seed, step)`, so a run killed mid-epoch and resumed reaches the same final
+metrics as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import platform
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from bll_jax import checkpoint as checkpoint_lib
+from bll_jax import evaluate as evaluate_lib
+from bll_jax import experiment
+from bll_jax import metric_writers
+from bll_jax import step as step_lib
+
+
+class ConfigError(ValueError):
+  """An invalid config or missing data, found before anything compiles."""
+
+
+class TrainingDiverged(RuntimeError):
+  """A NaN or infinite loss; names the block and the step."""
+
+
+@dataclasses.dataclass
+class Run:
+  """Everything a run is made of, built by :func:`prepare`."""
+
+  config: Any                      # resolved: local/drtp spelled out
+  dataset: Any
+  engine: step_lib.Engine
+  steps_per_epoch: int
+  total_steps: int
+
+
+def prepare(config) -> Run:
+  """Checks the config, loads the data, builds the engine.
+
+  Raises:
+    ConfigError: one line naming the field and the allowed values (or the
+      missing data).
+  """
+  try:
+    experiment.check(config)
+    dataset = experiment.load_dataset(config)
+    resolved = experiment.resolve(config, dataset.info.num_classes)
+    steps_per_epoch = dataset.steps_per_epoch(int(resolved.batch_size))
+    total = int(resolved.epochs) * steps_per_epoch
+    if resolved.steps:
+      total = min(total, int(resolved.steps))
+    engine = experiment.make_engine(resolved, dataset.info, steps_per_epoch,
+                                    total)
+  except (ValueError, FileNotFoundError, ImportError) as e:
+    raise ConfigError(str(e).splitlines()[0] if str(e) else repr(e)) from e
+  return Run(resolved, dataset, engine, steps_per_epoch, total)
+
+
+def default_workdir(config) -> str:
+  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+  return os.path.join("runs", f"{config.preset or 'custom'}-{config.method}-"
+                      f"{stamp}")
+
+
+def _check_finite(records: list[dict[str, Any]], first_step: int,
+                  checkpoints: checkpoint_lib.Checkpointer) -> None:
+  for i, metrics in enumerate(records):
+    for name, value in metrics.items():
+      if name.endswith("loss") and not math.isfinite(float(value)):
+        where, bad_step = name.split("/")[0], first_step + i
+        # The loss of step N comes from the parameters after update N - 1:
+        # a checkpoint of step N - 1 or later is not known to be good.
+        checkpoints.discard_from(bad_step - 1)
+        last = checkpoints.latest_step()
+        kept = (f"the last good checkpoint is step {last} in "
+                f"{checkpoints.directory}" if last is not None
+                else "no good checkpoint remains")
+        raise TrainingDiverged(
+            f"{where} loss is {float(value)} at step {bad_step}; "
+            f"training stopped, {kept}")
+
+
+def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
+  """Trains and evaluates `config`; returns (and writes) the summary.
+
+  Args:
+    config: a ConfigDict from :func:`bll_jax.configs.get_config`.
+    workdir: where checkpoints, metrics and `summary.json` go (default
+      `config.workdir`, else `runs/<preset>-<method>-<time>`).
+
+  Raises:
+    ConfigError: invalid config or missing data (before any compile).
+    TrainingDiverged: a NaN or infinite loss.
+    bll_jax.checkpoint.CheckpointError: `resume` with an unreadable
+      checkpoint.
+  """
+  run = prepare(config)
+  cfg, dataset, engine = run.config, run.dataset, run.engine
+  workdir = workdir or cfg.workdir or default_workdir(cfg)
+  os.makedirs(workdir, exist_ok=True)
+  checkpoints = checkpoint_lib.Checkpointer(
+      os.path.join(workdir, "checkpoints"), int(cfg.keep_checkpoints))
+  if not cfg.resume and checkpoints.latest_step() is not None:
+    raise ConfigError(f"workdir {workdir!r} already holds checkpoints: pass "
+                      "--resume to continue it, or choose another --workdir")
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(cfg.to_json_best_effort(indent=2))
+
+  batch_size, seed = int(cfg.batch_size), int(cfg.seed)
+  sample = np.zeros((batch_size,) + dataset.info.input_shape,
+                    dataset.info.input_dtype)
+  state = engine.init(jax.random.key(seed), sample)
+  progress: dict[str, Any] = {"sums": {}, "count": 0, "history": []}
+  latest = checkpoints.latest_step() if cfg.resume else None
+  if latest is not None:
+    state, progress = checkpoints.restore(latest, state)
+  step_fn = (engine.train_step if cfg.step_mode == "fused"
+             else engine.train_step_per_block)
+  step_key = jax.random.fold_in(jax.random.key(seed), 1)
+  writer = metric_writers.MetricWriter(workdir)
+
+  step = int(state.step)
+  first_step_of_run, train_seconds = step, 0.0
+  pending: list[Any] = []
+
+  def flush(current_step):
+    """Brings pending step metrics to the host, checks and sums them."""
+    nonlocal pending
+    if not pending:
+      return None
+    records = jax.device_get(pending)
+    _check_finite(records, current_step - len(records) + 1, checkpoints)
+    for record in records:
+      for name, value in record.items():
+        progress["sums"][name] = progress["sums"].get(name, 0.0) + float(value)
+    progress["count"] += len(records)
+    pending = []
+    return records[-1]
+
+  wall_start = time.perf_counter()
+  while step < run.total_steps:
+    epoch, start = divmod(step, run.steps_per_epoch)
+    end = min(run.steps_per_epoch, run.total_steps - epoch * run.steps_per_epoch)
+    bar = tqdm(total=end, initial=start, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+               disable=not cfg.progress, leave=False, dynamic_ncols=True)
+    tick = time.perf_counter()
+    batches = dataset.train_batches(batch_size, seed=seed, epoch=epoch,
+                                    start_step=start)
+    for batch in batches:
+      state, metrics = step_fn(state, batch, jax.random.fold_in(step_key, step))
+      pending.append(metrics)
+      step += 1
+      bar.update(1)
+      if step == first_step_of_run + 1:   # exclude compilation from timing
+        jax.block_until_ready(state)
+        tick = time.perf_counter()
+      at_end = step - epoch * run.steps_per_epoch >= end
+      save_now = (cfg.checkpoint_every_steps
+                  and step % int(cfg.checkpoint_every_steps) == 0 and not at_end)
+      if step % int(cfg.log_every_steps) == 0 or at_end or save_now:
+        last = flush(step)
+        out = f"block{engine.num_blocks - 1}"
+        bar.set_postfix(loss=f"{last[f'{out}/loss']:.4f}",
+                        acc=f"{last[f'{out}/accuracy']:.3f}")
+      if save_now:
+        train_seconds += time.perf_counter() - tick
+        checkpoints.save(step, state, progress)
+        tick = time.perf_counter()
+      if at_end:
+        break
+    jax.block_until_ready(state)
+    train_seconds += time.perf_counter() - tick
+    bar.close()
+
+    test = evaluate_lib.evaluate(engine, state, dataset,
+                                 int(cfg.eval_batch_size))
+    count = max(progress["count"], 1)
+    record = {"epoch": epoch + 1, "step": step,
+              **{f"train/{k}": v / count for k, v in progress["sums"].items()},
+              **{f"test/{k}": v for k, v in test.items()}}
+    writer.write(step, record)
+    progress["history"].append(record)
+    progress["sums"], progress["count"] = {}, 0
+    checkpoints.save(step, state, progress)
+    if cfg.progress:
+      blocks = ", ".join("-" if a is None else f"{a:.3f}"
+                         for a in test["per_block_accuracy"])
+      tqdm.write(f"epoch {epoch + 1}: step {step}, test accuracy "
+                 f"{test['accuracy']:.4f} (blocks: {blocks})")
+
+  writer.close()
+  checkpoints.close()
+  if not progress["history"]:
+    raise ConfigError("nothing to train: the run had no steps")
+  final = progress["history"][-1]
+  out = f"block{engine.num_blocks - 1}"
+  steps_run = step - first_step_of_run
+  summary = {
+      "preset": cfg.preset,
+      "method": cfg.method,
+      "dataset": cfg.dataset.name,
+      "model": cfg.model.name,
+      "blocks": engine.num_blocks,
+      "cuts": list(engine_edges(engine)),
+      "family": None if cfg.method == "bp" else cfg.family,
+      "feedback": None if cfg.method == "bp" else cfg.feedback,
+      "epochs": final["epoch"],
+      "steps": final["step"],
+      "batch_size": batch_size,
+      "seed": seed,
+      "final_train_loss": final.get(f"train/{out}/loss"),
+      "test_loss": final["test/loss"],
+      "test_accuracy": final["test/accuracy"],
+      "per_block_test_accuracy": final["test/per_block_accuracy"],
+      "wall_seconds": time.perf_counter() - wall_start,
+      "train_seconds": train_seconds,   # without the first (compiling) step
+      "examples_per_second": ((steps_run - 1) * batch_size / train_seconds
+                              if steps_run > 1 and train_seconds > 0
+                              else None),
+      "devices": [str(d) for d in jax.devices()],
+      "machine": {"platform": platform.platform(),
+                  "processor": platform.processor() or platform.machine(),
+                  "cpu_count": os.cpu_count(), "jax": jax.__version__,
+                  "backend": jax.default_backend()},
+      "history": progress["history"],
+      "config": cfg.to_dict(),
+  }
+  if "test/exact_match" in final:
+    summary["test_exact_match"] = final["test/exact_match"]
+    summary["test_teacher_forced_accuracy"] = final[
+        "test/teacher_forced_accuracy"]
+  with open(os.path.join(workdir, "summary.json"), "w") as f:
+    json.dump(_jsonable(summary), f, indent=2)
+  return summary
+
+
+def engine_edges(engine: step_lib.Engine) -> tuple[int, ...]:
+  """Unit boundaries of the engine's blocks."""
+  edges, total = [0], 0
+  for block in engine.blocks:
+    total += len(block.units)
+    edges.append(total)
+  return tuple(edges)
+
+
+def _jsonable(value):
+  if isinstance(value, dict):
+    return {k: _jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_jsonable(v) for v in value]
+  if isinstance(value, (np.generic, jnp.ndarray)):
+    return np.asarray(value).tolist()
+  return value
+
+
+if __name__ == "__main__":
+  from bll_jax import cli
+  cli.entry_point()

@@ -1,0 +1,229 @@
+"""`bll-train`: bad input stops before anything compiles; flags become config.
+
+`bll_jax.cli.main` runs in this process (stderr captured); the installed
+console script runs once in a subprocess.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from bll_jax import cli
+from bll_jax import train  # noqa: F401  (imports flax, optax, orbax up front)
+
+PRESETS = ["cifar10_resnet18", "fashion_mnist_mlp", "fashion_mnist_resnet18",
+           "imagenet_resnet50", "mnist1d", "seq_transformer"]
+TINY_FLAGS = ["--model.name", "mlp", "--model.widths", "32,32", "--blocks", "3",
+              "--batch-size", "50", "--eval-batch-size", "500",
+              "--progress", "false", "--log-every-steps", "5"]
+MLP_4_UNITS = ["--model.name", "mlp", "--model.widths", "16,16,16"]
+
+
+class Compiled(AssertionError):
+  """Raised by the guard: something was jitted or compiled."""
+
+
+@pytest.fixture
+def no_compile(monkeypatch):
+  """Fails on any jit or XLA compile.
+
+  The in-memory compilation caches are cleared first, so that a computation
+  compiled by an earlier test is compiled (and caught) again.
+  """
+  from jax._src import compiler
+
+  def refuse(*args, **kwargs):
+    raise Compiled("compiled before the bad input was reported")
+
+  jax.clear_caches()
+  monkeypatch.setattr(jax, "jit", refuse)
+  monkeypatch.setattr(compiler, "compile_or_get_cached", refuse)
+
+
+@pytest.fixture
+def empty_cwd(monkeypatch, tmp_path):
+  """Runs in an empty working directory and checks that it stays empty."""
+  monkeypatch.chdir(tmp_path)
+  yield tmp_path
+  assert os.listdir(tmp_path) == [], "the command left files behind"
+
+
+def test_the_compile_guard_catches_jit_and_eager_computations(no_compile):
+  with pytest.raises(Compiled):
+    jax.jit(lambda x: x)
+  with pytest.raises(Compiled):
+    jnp.arange(7.0) * 3.0 + 1.0
+
+
+# name, flags, words the one line must hold: the field and the allowed values.
+BAD_INPUTS = [
+    ("unknown method", ["--method", "sgd"],
+     ["method", "'bll'", "'bp'", "'local'", "'drtp'", "'sgd'"]),
+    ("unknown family", ["--family", "poisson"],
+     ["family", "'bernoulli'", "'categorical'", "'gaussian'",
+      "'gaussian_learned_variance'", "'poisson'"]),
+    ("unknown feedback", ["--feedback", "magic"],
+     ["feedback", "'direct'", "'chained'", "'bootstrapped'", "'random'",
+      "'onehot'", "'magic'"]),
+    ("more blocks than units", MLP_4_UNITS + ["--blocks", "99"],
+     ["blocks", "[1, 4]", "99"]),
+    ("cut out of range", MLP_4_UNITS + ["--cuts", "0,99"],
+     ["cuts", "[1, 3]", "[0, 99]"]),
+    ("missing data directory", ["--data-dir", "/nonexistent"],
+     ["data_dir", "'/nonexistent'"]),
+    ("local fixes the family", ["--method", "local", "--family", "gaussian"],
+     ["local", "family", "'categorical'", "'gaussian'"]),
+    ("drtp fixes the feedback", ["--method", "drtp", "--feedback", "direct"],
+     ["drtp", "feedback", "'random'", "'direct'"]),
+]
+
+
+@pytest.mark.parametrize("flags, words",
+                         [pytest.param(f, w, id=n) for n, f, w in BAD_INPUTS])
+def test_bad_input_exits_2_with_one_line_before_any_compile(
+    no_compile, empty_cwd, capsys, flags, words):
+  status = cli.main(flags + ["--progress", "false"])
+  out, err = capsys.readouterr()
+  assert status == 2
+  assert out == ""
+  lines = err.splitlines()
+  assert len(lines) == 1, err
+  assert lines[0].startswith("bll-train: error: ")
+  for word in words:
+    assert word in lines[0], (word, lines[0])
+
+
+def _unknown_preset(capsys):
+  with pytest.raises(SystemExit) as info:
+    cli.main(["--preset", "mnist2d"])
+  out, err = capsys.readouterr()
+  return info.value.code, out, err
+
+
+def test_unknown_preset_exits_2_naming_the_presets(no_compile, empty_cwd,
+                                                   capsys):
+  status, out, err = _unknown_preset(capsys)
+  assert status == 2 and out == ""
+  last = err.splitlines()[-1]
+  assert last.startswith("bll-train: error: argument --preset")
+  assert "'mnist2d'" in last
+  for preset in PRESETS:
+    assert f"'{preset}'" in last
+
+
+def test_unknown_preset_is_reported_in_one_line(no_compile, capsys):
+  _, _, err = _unknown_preset(capsys)
+  assert len(err.splitlines()) == 1, err
+
+
+def test_local_with_another_group_size_is_a_conflict(no_compile, tmp_path,
+                                                     capsys):
+  # Fixed: exit 2 before compiling. Not fixed: it goes on to train, and the
+  # guard stops it at the first compile (the expected failure, `Compiled`).
+  status = cli.main(TINY_FLAGS + ["--steps", "1", "--method", "local",
+                                  "--group-size", "3",
+                                  "--workdir", str(tmp_path / "run")])
+  err = capsys.readouterr().err
+  assert status == 2
+  assert "group_size" in err and "local" in err
+
+
+def test_print_config_applies_the_overrides(no_compile, empty_cwd, capsys):
+  status = cli.main(["--print-config", "--epochs", "3", "--model.widths",
+                     "64,64", "--batch-size", "32", "--data-dir", "/tmp",
+                     "--feedback_loss", "both", "--progress", "off"])
+  out, err = capsys.readouterr()
+  assert status == 0 and err == ""
+  config = json.loads(out)
+  assert config["epochs"] == 3
+  assert config["model"]["widths"] == [64, 64]
+  assert config["batch_size"] == 32
+  assert config["dataset"]["data_dir"] == "/tmp"
+  assert config["feedback_loss"] == "both"
+  assert config["progress"] is False
+  # The rest is the default preset's.
+  assert config["preset"] == "mnist1d"
+  assert config["dataset"]["name"] == "mnist1d"
+  assert config["method"] == "bll" and config["blocks"] == 4
+  assert "print_config" not in config
+
+
+def test_print_config_starts_from_the_named_preset(no_compile, empty_cwd,
+                                                   capsys):
+  assert cli.main(["--preset", "seq_transformer", "--print-config",
+                   "--dataset.length", "4"]) == 0
+  config = json.loads(capsys.readouterr().out)
+  assert config["preset"] == "seq_transformer"
+  assert config["dataset"]["name"] == "reverse"
+  assert config["dataset"]["length"] == 4
+  assert config["model"]["name"] == "transformer"
+  assert config["cuts"] == [3, 5, 7]
+
+
+def test_help_lists_the_flags(no_compile, empty_cwd, capsys):
+  with pytest.raises(SystemExit) as info:
+    cli.main(["--help"])
+  out = capsys.readouterr().out
+  assert info.value.code == 0
+  for flag in ("--feedback-loss", "--data-dir", "--batch-size", "--preset",
+               "--resume", "--print-config", "--model.widths"):
+    assert flag in out, flag
+
+
+def test_help_does_not_import_the_training_stack():
+  code = ("import sys\n"
+          "from bll_jax import cli\n"
+          "try:\n"
+          "  cli.main(['--help'])\n"
+          "except SystemExit as e:\n"
+          "  assert e.code == 0\n"
+          "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'flax', "
+          "'optax', 'orbax', 'tensorflow', 'tensorflow_datasets', "
+          "'mnist1d'})\n"
+          "print(heavy, file=sys.stderr)\n"
+          "sys.exit(1 if heavy else 0)\n")
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          text=True, timeout=120)
+  assert result.returncode == 0, result.stderr
+
+
+def test_the_console_script_trains_end_to_end(tmp_path):
+  script = os.path.join(os.path.dirname(sys.executable), "bll-train")
+  assert os.access(script, os.X_OK), f"{script} is not installed"
+  workdir = tmp_path / "run"
+  result = subprocess.run(
+      [script, *TINY_FLAGS, "--steps", "5", "--workdir", str(workdir)],
+      capture_output=True, text=True, timeout=300, cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  lines = [json.loads(line) for line in result.stdout.splitlines()
+           if line.startswith("{")]
+  assert len(lines) == 1, result.stdout
+  (line,) = lines
+  with open(workdir / "summary.json") as f:
+    summary = json.load(f)
+  assert line["steps"] == summary["steps"] == 5
+  assert line["test_accuracy"] == summary["test_accuracy"]
+  assert 0.0 <= line["test_accuracy"] <= 1.0
+  assert (line["preset"], line["method"], line["blocks"]) == ("mnist1d",
+                                                             "bll", 3)
+
+
+def test_a_diverging_run_exits_1_naming_the_block_and_step(tmp_path, capsys):
+  # lr 1e9 (with this feedback): the loss of the second update is NaN.
+  status = cli.main(TINY_FLAGS + ["--steps", "20", "--lr", "1e9",
+                                  "--feedback", "direct", "--feedback-loss",
+                                  "ml", "--workdir", str(tmp_path / "run")])
+  out, err = capsys.readouterr()
+  assert status == 1 and out == ""
+  lines = err.splitlines()
+  assert len(lines) == 1, err
+  assert re.fullmatch(r"bll-train: error: (block\d+|feedback) loss is "
+                      r"(nan|inf|-inf) at step \d+; training stopped, .*",
+                      lines[0]), lines[0]
+  assert not (tmp_path / "run" / "summary.json").exists()

@@ -1,0 +1,605 @@
+"""bll_jax.train: real runs, checked against independent recomputations.
+
+Every run is tiny (a 40-32-32-10 MLP on MNIST-1D, a two-layer Transformer on
+`reverse` with length 4) except the two convergence tests, which train the
+presets' own networks for a few hundred steps on real data. Settings that a
+test was calibrated with are set explicitly: the presets' defaults change.
+"""
+
+import glob
+import json
+import math
+import os
+import pathlib
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from bll_jax import checkpoint as checkpoint_lib
+from bll_jax import configs
+from bll_jax import step as step_lib
+from bll_jax import train
+from bll_jax.data import idx
+
+METHODS = ("bll", "bp", "local", "drtp")
+# The latent family and feedback that local and drtp fix (bll trains with the
+# configured ones; the summary reports None for bp, which has neither).
+METHOD_LATENTS = {"bp": (None, None), "local": ("categorical", "onehot"),
+                  "drtp": ("gaussian", "random")}
+SUMMARY_KEYS = {"method", "dataset", "model", "blocks", "family", "feedback",
+                "epochs", "steps", "final_train_loss", "test_accuracy",
+                "per_block_test_accuracy", "wall_seconds",
+                "examples_per_second", "devices"}
+
+# A 3-unit MLP cut into 3 blocks, 30 steps of 50 examples (80 steps an epoch).
+TINY = {"model.name": "mlp", "model.widths": (32, 32), "blocks": 3,
+        "batch_size": 50, "eval_batch_size": 500, "progress": False,
+        "log_every_steps": 5, "steps": 30}
+TINY_FLAGS = ["--model.name", "mlp", "--model.widths", "32,32", "--blocks", "3",
+              "--batch-size", "50", "--eval-batch-size", "500",
+              "--progress", "false", "--log-every-steps", "5"]
+# The feedback the learning rates of the divergence tests and the reverse
+# task's steps were measured with (the presets' defaults may change).
+MEASURED_WITH = {"feedback": "direct", "feedback_loss": "ml"}
+# A 4-unit Transformer (embedding, 2 layers, head) cut into 3 blocks; 8
+# symbols and lr 3e-3 so that 30 steps decode some test sequences exactly,
+# not all (measured: token accuracy 0.70, exact match 0.26).
+TINY_REVERSE = {**MEASURED_WITH, "dataset.length": 4,
+                "dataset.train_size": 2048,
+                "dataset.num_symbols": 8, "model.num_layers": 2,
+                "model.d_model": 32, "model.num_heads": 2, "model.mlp_dim": 64,
+                "cuts": (2, 3), "lr": 3e-3, "batch_size": 32,
+                "eval_batch_size": 500, "progress": False,
+                "log_every_steps": 5, "steps": 30}
+
+
+def _config(preset="mnist1d", base=None, **fields):
+  """The preset with `base`, then `fields`, set (dotted names for nesting)."""
+  config = configs.get_config(preset)
+  for name, value in {**(base or {}), **fields}.items():
+    node = config
+    *path, leaf = name.split(".")
+    for part in path:
+      node = node[part]
+    node[leaf] = value
+  return config
+
+
+def _skip_unless_required(variable, reason):
+  """Skips with `reason`, or fails when the environment requires the data."""
+  if os.environ.get(variable) == "1":
+    pytest.fail(f"{reason} (required: {variable}=1)")
+  pytest.skip(reason)
+
+
+def _restore(config, workdir, step=None):
+  """`(run, state, progress)` of the checkpoint `step` (default: latest)."""
+  run = train.prepare(config)
+  info = run.dataset.info
+  sample = np.zeros((int(config.batch_size),) + info.input_shape,
+                    info.input_dtype)
+  template = run.engine.init(jax.random.key(0), sample)
+  checkpoints = checkpoint_lib.Checkpointer(os.path.join(workdir,
+                                                         "checkpoints"))
+  try:
+    step = checkpoints.latest_step() if step is None else step
+    state, progress = checkpoints.restore(step, template)
+  finally:
+    checkpoints.close()
+  return run, state, progress
+
+
+def _checkpoint_steps(workdir):
+  """Committed checkpoint steps (a save in progress is `N.orbax-...`)."""
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+
+
+def _whole_test_set(dataset):
+  """The test set as one unpadded batch."""
+  (batch,) = list(dataset.test_batches(dataset.info.test_size))
+  assert len(batch["labels"]) == dataset.info.test_size
+  return batch
+
+
+def _reference_classification(run, state):
+  """Test loss, accuracy and per-block accuracies recomputed in float64."""
+  batch = _whole_test_set(run.dataset)
+  logits, local = jax.device_get(run.engine.predict(state, batch["inputs"]))
+  labels = batch["labels"]
+  logits = np.asarray(logits, np.float64)
+  log_probs = logits - logits.max(-1, keepdims=True)
+  log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+  loss = -np.mean(log_probs[np.arange(len(labels)), labels])
+  accuracy = lambda l: float(np.mean(np.argmax(l, -1) == labels))
+  per_block = [None if l is None else accuracy(l) for l in local]
+  per_block.append(accuracy(logits))
+  return loss, per_block
+
+
+def _tensorboard_scalars(directory):
+  """`{tag: [(step, value), ...]}` read from raw TFRecord event files."""
+  from tensorboardX.proto import event_pb2
+  scalars = {}
+  pattern = os.path.join(directory, "events.out.tfevents.*")
+  for path in sorted(glob.glob(pattern)):
+    data = pathlib.Path(path).read_bytes()
+    pos = 0
+    while pos < len(data):
+      (length,) = struct.unpack("<Q", data[pos:pos + 8])
+      event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+      pos += 12 + length + 4          # length, its CRC, the event, its CRC
+      for value in event.summary.value:
+        scalars.setdefault(value.tag, []).append((event.step,
+                                                  value.simple_value))
+  return scalars
+
+
+def _read_jsonl(path):
+  with open(path) as f:
+    return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+  """`get(method) -> (workdir, summary)` of the tiny run, trained once."""
+  done = {}
+
+  def get(method):
+    if method not in done:
+      workdir = str(tmp_path_factory.mktemp(f"tiny_{method}"))
+      config = _config(base=TINY, method=method, checkpoint_every_steps=10)
+      done[method] = (workdir, train.train_and_evaluate(config, workdir))
+    return done[method]
+
+  return get
+
+
+# ------------------------------------------------------------ what a run writes
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_method_writes_summary_metrics_tensorboard_and_checkpoints(
+    tiny_runs, method):
+  workdir, summary = tiny_runs(method)
+  with open(os.path.join(workdir, "summary.json")) as f:
+    written = json.load(f)
+  assert SUMMARY_KEYS <= set(written), SUMMARY_KEYS - set(written)
+  assert written["test_accuracy"] == summary["test_accuracy"]
+  config = _config(base=TINY, method=method)
+  family, feedback = METHOD_LATENTS.get(method,
+                                        (config.family, config.feedback))
+  assert (written["method"], written["dataset"], written["model"]) == (
+      method, "mnist1d", "mlp")
+  assert (written["family"], written["feedback"]) == (family, feedback)
+  assert (written["blocks"], written["epochs"], written["steps"]) == (3, 1, 30)
+  assert written["devices"] == [str(d) for d in jax.devices()]
+  assert written["wall_seconds"] > 0 and written["examples_per_second"] > 0
+  assert math.isfinite(written["final_train_loss"])
+  assert written["final_train_loss"] > 0
+
+  per_block = written["per_block_test_accuracy"]
+  assert len(per_block) == 3
+  assert per_block[-1] == written["test_accuracy"]
+  if method == "bp":
+    assert per_block[:-1] == [None, None]
+  else:
+    assert all(0.0 <= a <= 1.0 for a in per_block[:-1])
+
+  # The final checkpoint holds the evaluated parameters: recomputing the test
+  # metrics from it gives the summary's.
+  assert _checkpoint_steps(workdir) == [20, 30]
+  run, state, progress = _restore(config, workdir)
+  assert int(state.step) == 30
+  assert progress["history"][-1]["test/accuracy"] == written["test_accuracy"]
+  loss, reference = _reference_classification(run, state)
+  assert written["test_loss"] == pytest.approx(loss, rel=1e-5)
+  assert reference == pytest.approx(per_block, abs=1e-9)
+
+  (record,) = _read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  assert (record["epoch"], record["step"]) == (1, 30)
+  assert record["test/accuracy"] == written["test_accuracy"]
+  assert record["train/block2/loss"] == written["final_train_loss"]
+
+  scalars = _tensorboard_scalars(os.path.join(workdir, "tensorboard"))
+  assert scalars["test/accuracy"] == [
+      (30, pytest.approx(written["test_accuracy"], rel=1e-6))]
+  assert scalars["test/per_block_accuracy/2"] == [
+      (30, pytest.approx(per_block[-1], rel=1e-6))]
+
+
+@pytest.mark.parametrize("epochs, steps, expected", [
+    (3, 19, [(1, 8), (2, 16), (3, 19)]),   # stops mid-epoch 3
+    (1, 1000, [(1, 8)]),                   # more steps than the epochs hold
+    (2, 0, [(1, 8), (2, 16)]),             # 0: every epoch
+])
+def test_steps_stop_the_run_after_that_many_updates_and_still_evaluate(
+    tmp_path, epochs, steps, expected):
+  # 4000 examples at batch size 500: 8 updates an epoch.
+  config = _config(base=TINY, batch_size=500, epochs=epochs, steps=steps)
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary["steps"] == expected[-1][1]
+  assert summary["epochs"] == expected[-1][0]
+  records = _read_jsonl(tmp_path / "metrics.jsonl")
+  assert [(r["epoch"], r["step"]) for r in records] == expected
+  assert records[-1]["test/accuracy"] == summary["test_accuracy"]
+  assert all(0.0 <= r["test/accuracy"] <= 1.0 for r in records)
+  assert _checkpoint_steps(tmp_path)[-1] == expected[-1][1]
+
+
+# ------------------------------------------------------------- real learning
+
+
+# Test accuracy of the mnist1d preset's network after 600 steps of bll, seeds
+# 0/1/2, 2-core CPU, jax 0.10.2 (chance is 0.10): the threshold, with margin.
+MNIST1D_MEASURED = {"cnn": ((0.934, 0.929, 0.893), 0.75)}
+
+
+def test_mnist1d_preset_learns_well_above_chance(tmp_path):
+  config = _config(method="bll", steps=600, progress=False)
+  if config.model.name not in MNIST1D_MEASURED:
+    pytest.fail(f"the mnist1d preset's network is now {config.model.name!r}: "
+                "measure its accuracy and set MNIST1D_MEASURED")
+  _, threshold = MNIST1D_MEASURED[config.model.name]
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary["steps"] == 600 and summary["blocks"] == 4
+  assert summary["test_accuracy"] >= threshold, summary[
+      "per_block_test_accuracy"]
+  assert all(a > 0.2 for a in summary["per_block_test_accuracy"])
+
+
+def test_fashion_mnist_preset_learns_from_the_debian_idx_files(tmp_path):
+  if not idx.has_files("/usr/share/datasets/fashion-mnist"):
+    _skip_unless_required(
+        "BLL_REQUIRE_FASHION_MNIST",
+        "the Fashion-MNIST IDX files are not in /usr/share/datasets/"
+        "fashion-mnist (apt install fashion-mnist)")
+  # Measured: 0.838 / 0.836 / 0.834 for seeds 0/1/2 (chance 0.10).
+  config = _config("fashion_mnist_mlp", method="bll", steps=300,
+                   progress=False)
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary["dataset"] == "fashion_mnist" and summary["steps"] == 300
+  assert summary["test_accuracy"] >= 0.70, summary["per_block_test_accuracy"]
+
+
+# ---------------------------------------------------------- kill and resume
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path,
+                                                           monkeypatch):
+  flags = TINY_FLAGS + ["--epochs", "3", "--steps", "200",
+                        "--checkpoint-every-steps", "10"]
+  killed = str(tmp_path / "killed")
+  with open(tmp_path / "killed.log", "w") as log:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bll_jax.train", *flags, "--workdir", killed],
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+      deadline = time.monotonic() + 300
+      while not [s for s in _checkpoint_steps(killed) if s >= 20]:
+        assert process.poll() is None, (
+            "the run ended before it was killed: "
+            + (tmp_path / "killed.log").read_text()[-2000:])
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.005)
+      process.send_signal(signal.SIGKILL)
+      process.wait(timeout=60)
+    finally:
+      if process.poll() is None:
+        process.kill()
+        process.wait()
+  assert process.returncode == -signal.SIGKILL
+  killed_at = _checkpoint_steps(killed)[-1]
+  assert 20 <= killed_at < 200
+  assert not os.path.exists(os.path.join(killed, "summary.json"))
+
+  # Resumed in this process, watching what it restores and saves.
+  restored, saved = [], []
+  original_restore = checkpoint_lib.Checkpointer.restore
+  original_save = checkpoint_lib.Checkpointer.save
+
+  def restore(self, step, template):
+    restored.append(step)
+    return original_restore(self, step, template)
+
+  def save(self, step, state, progress):
+    saved.append(step)
+    return original_save(self, step, state, progress)
+
+  from bll_jax import cli
+  with monkeypatch.context() as patch:
+    patch.setattr(checkpoint_lib.Checkpointer, "restore", restore)
+    patch.setattr(checkpoint_lib.Checkpointer, "save", save)
+    assert cli.main(flags + ["--workdir", killed, "--resume", "true"]) == 0
+  assert restored == [killed_at]
+  assert saved[0] == killed_at + 10 and saved[-1] == 200, saved
+  whole = str(tmp_path / "whole")
+  config = _config(base=TINY, epochs=3, steps=200, checkpoint_every_steps=10)
+  expected = train.train_and_evaluate(config, whole)
+  with open(os.path.join(killed, "summary.json")) as f:
+    resumed = json.load(f)
+
+  assert resumed["steps"] == expected["steps"] == 200
+  for key in ("test_accuracy", "test_loss", "final_train_loss"):
+    assert resumed[key] == pytest.approx(expected[key], rel=1e-6, abs=1e-9), key
+  assert resumed["per_block_test_accuracy"] == pytest.approx(
+      expected["per_block_test_accuracy"], abs=1e-9)
+  # Every epoch's train and test metrics, before and after the kill.
+  assert len(resumed["history"]) == len(expected["history"]) == 3
+  for got, want in zip(resumed["history"], expected["history"]):
+    assert got.keys() == want.keys()
+    for key in want:
+      assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-9), key
+  assert ([(r["epoch"], r["step"]) for r in _read_jsonl(
+      os.path.join(killed, "metrics.jsonl"))] == [(1, 80), (2, 160), (3, 200)])
+  # The very same final parameters, BatchNorm statistics and optimiser state.
+  _, state_resumed, _ = _restore(config, killed, 200)
+  _, state_whole, _ = _restore(config, whole, 200)
+  leaves_resumed = jax.tree.leaves(state_resumed)
+  leaves_whole = jax.tree.leaves(state_whole)
+  assert len(leaves_resumed) == len(leaves_whole) > 0
+  for a, b in zip(leaves_resumed, leaves_whole):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6,
+                               atol=1e-7)
+
+
+# ------------------------------------------------------------ failure modes
+
+
+DIVERGED = re.compile(r"(block\d+|feedback) loss is (nan|inf|-inf) at step "
+                      r"(\d+); training stopped, (.*)")
+
+
+def _first_non_finite_step(run, state, first_step, last_step, seed=0):
+  """Replays updates `first_step + 1 ..` from `state`.
+
+  Returns `(step, names)` of the first update (1-based, as the loop counts)
+  whose losses are not all finite, and the blocks whose loss is not.
+  """
+  batch_size = int(run.config.batch_size)
+  step_key = jax.random.fold_in(jax.random.key(seed), 1)
+  for step in range(first_step, last_step):
+    epoch, start = divmod(step, run.steps_per_epoch)
+    batch = next(run.dataset.train_batches(batch_size, seed=seed, epoch=epoch,
+                                           start_step=start))
+    state, metrics = run.engine.train_step(state, batch,
+                                           jax.random.fold_in(step_key, step))
+    bad = {name.split("/")[0] for name, value in jax.device_get(metrics).items()
+           if name.endswith("loss") and not math.isfinite(float(value))}
+    if bad:
+      return step + 1, bad
+  return None, set()
+
+
+def test_divergence_names_block_and_step_and_keeps_a_restorable_checkpoint(
+    tmp_path):
+  # lr 1e7 (Adam) blows the feedback loss up to inf after a few dozen steps;
+  # lr 1e5 does not diverge within 200 steps, 1e9 within 2.
+  config = _config(base={**TINY, **MEASURED_WITH}, lr=1e7, steps=200,
+                   checkpoint_every_steps=10)
+  with pytest.raises(train.TrainingDiverged) as info:
+    train.train_and_evaluate(config, str(tmp_path))
+  message = str(info.value)
+  match = DIVERGED.fullmatch(message)
+  assert match, message
+  where, step = match.group(1), int(match.group(3))
+  assert not (tmp_path / "summary.json").exists()
+
+  last = _checkpoint_steps(tmp_path)[-1]
+  assert 10 <= last < step
+  assert f"last good checkpoint is step {last} in " in message
+  assert str(tmp_path / "checkpoints") in message
+  run, state, _ = _restore(config, str(tmp_path), last)
+  assert int(state.step) == last
+  assert all(np.isfinite(np.asarray(leaf)).all()
+             for leaf in jax.tree.leaves(state))
+  # Replayed from that checkpoint, the first non-finite loss is the one named.
+  replayed_step, bad = _first_non_finite_step(run, state, last, step)
+  assert replayed_step == step
+  assert where in bad
+
+
+def test_the_last_good_checkpoint_does_not_hold_the_state_that_diverged(
+    tmp_path):
+  # lr 1e9: the loss of step 2 (from the parameters after update 1) is NaN.
+  config = _config(base={**TINY, **MEASURED_WITH}, lr=1e9, steps=200,
+                   checkpoint_every_steps=1, log_every_steps=1)
+  with pytest.raises(train.TrainingDiverged) as info:
+    train.train_and_evaluate(config, str(tmp_path))
+  step = int(DIVERGED.fullmatch(str(info.value)).group(3))
+  saved = sorted(int(d) for d in os.listdir(tmp_path / "checkpoints")
+                 if d.isdigit())
+  # Checkpoints from step - 1 on hold (or are) the diverging state: gone.
+  assert all(s < step - 1 for s in saved), (saved, step)
+  named = re.search(r"last good checkpoint is step (\d+)", str(info.value))
+  if named is None:
+    assert "no good checkpoint remains" in str(info.value) and not saved
+    return
+  last = int(named.group(1))
+  assert last == saved[-1]
+  run, state, _ = _restore(config, str(tmp_path), last)
+  # The named checkpoint must give finite losses on its next update.
+  replayed_step, bad = _first_non_finite_step(run, state, last, last + 1)
+  assert replayed_step is None, (
+      f"checkpoint {last}, named good, gives a non-finite {sorted(bad)} loss "
+      f"at step {replayed_step} (divergence reported at step {step})")
+
+
+def _files(directory):
+  return sorted(p for p in glob.glob(os.path.join(directory, "**"),
+                                     recursive=True) if os.path.isfile(p))
+
+
+def _truncate_every_state_file(checkpoint):
+  for path in _files(os.path.join(checkpoint, "state")):
+    open(path, "wb").close()
+
+
+def _random_bytes_in_the_largest_array_file(checkpoint):
+  path = max(_files(os.path.join(checkpoint, "state")), key=os.path.getsize)
+  size = os.path.getsize(path)
+  with open(path, "wb") as f:
+    f.write(np.random.default_rng(0).bytes(size))
+
+
+def _cut_the_largest_array_file_in_half(checkpoint):
+  path = max(_files(os.path.join(checkpoint, "state")), key=os.path.getsize)
+  data = pathlib.Path(path).read_bytes()
+  pathlib.Path(path).write_bytes(data[:len(data) // 2])
+
+
+def _empty_progress_record(checkpoint):
+  open(os.path.join(checkpoint, "progress", "metadata"), "wb").close()
+
+
+# After a failed restore, orbax leaves read coroutines to the garbage
+# collector; their complaints are orbax's, not ours.
+@pytest.mark.filterwarnings(
+    "ignore:Exception ignored in:pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("corrupt", [
+    _truncate_every_state_file, _random_bytes_in_the_largest_array_file,
+    _cut_the_largest_array_file_in_half, _empty_progress_record])
+def test_resuming_a_corrupted_checkpoint_raises_one_line_naming_it(
+    tiny_runs, tmp_path, corrupt):
+  source, _ = tiny_runs("bll")
+  workdir = str(tmp_path / "run")
+  shutil.copytree(source, workdir)
+  checkpoint = os.path.join(workdir, "checkpoints", "30")
+  corrupt(checkpoint)
+  config = _config(base=TINY, resume=True)
+  with pytest.raises(checkpoint_lib.CheckpointError) as info:
+    train.train_and_evaluate(config, workdir)
+  message = str(info.value)
+  assert "\n" not in message and len(message) < 1000, message
+  assert message.startswith(f"checkpoint {checkpoint} cannot be restored")
+  assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_a_workdir_with_checkpoints_needs_resume(tiny_runs, tmp_path):
+  source, _ = tiny_runs("bll")
+  workdir = str(tmp_path / "run")
+  shutil.copytree(source, workdir)
+  before = {p: pathlib.Path(p).read_bytes() for p in _files(workdir)}
+  with pytest.raises(train.ConfigError, match=r"already holds checkpoints.*"
+                     r"--resume"):
+    train.train_and_evaluate(_config(base=TINY), workdir)
+  assert {p: pathlib.Path(p).read_bytes() for p in _files(workdir)} == before
+
+
+# ------------------------------------------------------- other tasks, paths
+
+
+def test_a_token_target_run_completes(tmp_path):
+  config = _config("seq_transformer", base=TINY_REVERSE, steps=2)
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert 0.0 <= summary["test_exact_match"] <= 1.0
+  (record,) = _read_jsonl(tmp_path / "metrics.jsonl")
+  assert record["test/exact_match"] == summary["test_exact_match"]
+
+
+def _python_floats(evaluate):
+  """`evaluate` with numpy scalars in its result turned into Python floats."""
+
+  def wrapped(*args, **kwargs):
+    return {k: float(v) if isinstance(v, np.generic) else v
+            for k, v in evaluate(*args, **kwargs).items()}
+
+  return wrapped
+
+
+def test_reverse_transformer_reports_exact_match_from_greedy_decoding(
+    tmp_path, monkeypatch):
+  # Around the float32 bug of test_a_token_target_run_completes, so that the
+  # decoding is checked now; a no-op once the result holds Python floats.
+  from bll_jax import evaluate as evaluate_lib
+  monkeypatch.setattr(evaluate_lib, "evaluate",
+                      _python_floats(evaluate_lib.evaluate))
+  config = _config("seq_transformer", base=TINY_REVERSE)
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert (summary["dataset"], summary["model"]) == ("reverse", "transformer")
+  assert summary["blocks"] == 3 and summary["steps"] == 30
+  # Some test sequences come out right, not all: the checks below can tell
+  # greedy decoding from teacher forcing and exact match from token accuracy.
+  assert 0.0 < summary["test_exact_match"] < summary["test_accuracy"] < 1.0
+  for key in ("test_exact_match", "test_accuracy",
+              "test_teacher_forced_accuracy"):
+    assert 0.0 <= summary[key] <= 1.0, key
+  assert summary["per_block_test_accuracy"][-1] == summary[
+      "test_teacher_forced_accuracy"]
+
+  # Greedy decoding, done here: feed back one predicted target token at a time.
+  run, state, _ = _restore(config, str(tmp_path))
+  batch = _whole_test_set(run.dataset)
+  length = 4
+  labels = batch["labels"][:, length:]
+  tokens = batch["inputs"].copy()
+  tokens[:, length + 1:] = 0
+  predictions = np.zeros_like(labels)
+  for i in range(length):
+    logits, _ = run.engine.predict(state, tokens)
+    predictions[:, i] = np.argmax(np.asarray(logits)[:, length + i], -1)
+    if length + 1 + i < tokens.shape[1]:
+      tokens[:, length + 1 + i] = predictions[:, i]
+  # (The library divides in float32: equal to about 1e-7.)
+  assert summary["test_accuracy"] == pytest.approx(
+      np.mean(predictions == labels), rel=1e-6)
+  assert summary["test_exact_match"] == pytest.approx(
+      np.mean(np.all(predictions == labels, -1)), rel=1e-6)
+  logits, _ = run.engine.predict(state, batch["inputs"])
+  forced = np.argmax(np.asarray(logits)[:, length:], -1)
+  assert summary["test_teacher_forced_accuracy"] == pytest.approx(
+      np.mean(forced == labels), rel=1e-6)
+
+
+def test_tfds_mnist_trains_on_mock_data(tmp_path):
+  try:
+    import tensorflow_datasets as tfds
+  except ImportError as e:
+    _skip_unless_required("BLL_REQUIRE_TFDS",
+                          f"tensorflow_datasets is not importable: {e}")
+  config = _config(base=TINY, **{"dataset.name": "mnist",
+                                 "dataset.source": "tfds",
+                                 "dataset.data_dir": str(tmp_path),
+                                 "model.name": "mlp"},
+                   batch_size=8, eval_batch_size=16, steps=5)
+  with tfds.testing.mock_data(num_examples=48):
+    summary = train.train_and_evaluate(config, str(tmp_path / "run"))
+    run, state, _ = _restore(config, str(tmp_path / "run"))
+    loss, per_block = _reference_classification(run, state)
+  assert (summary["dataset"], summary["steps"], summary["blocks"]) == (
+      "mnist", 5, 3)
+  assert run.dataset.info.input_shape == (28, 28, 1)
+  assert summary["test_loss"] == pytest.approx(loss, rel=1e-5)
+  assert summary["per_block_test_accuracy"] == pytest.approx(per_block,
+                                                             abs=1e-9)
+
+
+def test_per_block_and_fused_steps_train_the_same_network(tiny_runs, tmp_path,
+                                                          monkeypatch):
+  _, fused = tiny_runs("bll")
+  config = _config(base=TINY, step_mode="per_block", checkpoint_every_steps=10)
+  calls = []
+  original = step_lib.Engine.train_step_per_block
+
+  def counted(self, *args):
+    calls.append(1)
+    return original(self, *args)
+
+  monkeypatch.setattr(step_lib.Engine, "train_step_per_block", counted)
+  per_block = train.train_and_evaluate(config, str(tmp_path))
+  assert len(calls) == 30
+  assert per_block["steps"] == fused["steps"] == 30
+  for key in ("test_accuracy", "test_loss", "final_train_loss"):
+    assert per_block[key] == pytest.approx(fused[key], rel=1e-5, abs=1e-5), key
+  assert per_block["per_block_test_accuracy"] == pytest.approx(
+      fused["per_block_test_accuracy"], abs=1e-5)
