@@ -1,0 +1,121 @@
+"""The device mesh: named axes `data` and `block`, and each block's slice.
+
+`--mesh data=D,block=B` arranges `D * B` devices as a `(data, block)` grid
+(the first `D * B` devices; `D * B` must divide the device count, and an
+omitted `data` takes all the devices left).
+The `B` block slices are pipeline *stages*: the engine's blocks are split
+into `B` contiguous groups (as even as possible, earlier stages taking one
+more), and stage `s` owns the sub-mesh `devices[:, s]` with the single axis
+`data`, over which its batch is sharded and its gradients averaged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+AXES = ("data", "block")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshSpec:
+  """Sizes of the `data` and `block` axes (0: fill with the devices left)."""
+
+  data: int = 0
+  block: int = 1
+
+  @classmethod
+  def parse(cls, text: str) -> "MeshSpec":
+    """`"data=2,block=4"` -> `MeshSpec(2, 4)`; `""` -> all devices on data.
+
+    Raises:
+      ValueError: one line naming the allowed form.
+    """
+    sizes = {"data": 0, "block": 1}
+    for item in filter(None, (t.strip() for t in (text or "").split(","))):
+      name, sep, value = item.partition("=")
+      if not sep or name not in sizes or not value.isdigit() or int(value) < 1:
+        raise ValueError(
+            f"mesh must look like 'data=D,block=B' with positive integers and "
+            f"axes {list(AXES)}, got {text!r}")
+      sizes[name] = int(value)
+    return cls(sizes["data"], sizes["block"])
+
+  def resolve(self, num_devices: int) -> "MeshSpec":
+    """Fills `data=0` with the devices left; checks the sizes divide them.
+
+    A mesh may use a subset: `data=2,block=2` on 8 devices uses the first 4.
+    """
+    if num_devices % self.block:
+      raise ValueError(
+          f"mesh block={self.block} does not divide the {num_devices} "
+          "available devices")
+    data = self.data or num_devices // self.block
+    if num_devices % (data * self.block):
+      raise ValueError(
+          f"mesh data={data},block={self.block} ({data * self.block} devices) "
+          f"does not divide the {num_devices} available devices")
+    return MeshSpec(data, self.block)
+
+  def __str__(self) -> str:
+    return f"data={self.data},block={self.block}"
+
+
+def make_mesh(spec: MeshSpec, num_blocks: int,
+              devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """The `(data, block)` mesh of `spec` over `devices` (default: all).
+
+  Raises:
+    ValueError: sizes that do not divide the device count, or more block
+      shards than the engine has blocks (one line each).
+  """
+  devices = list(jax.devices() if devices is None else devices)
+  spec = spec.resolve(len(devices))
+  devices = devices[:spec.data * spec.block]
+  if spec.block > num_blocks:
+    raise ValueError(
+        f"mesh block={spec.block} asks for more block shards than the "
+        f"{num_blocks} blocks of the network; use block <= {num_blocks}")
+  grid = np.asarray(devices, dtype=object).reshape(spec.data, spec.block)
+  return Mesh(grid, AXES)
+
+
+def stages(num_blocks: int, num_stages: int) -> tuple[tuple[int, ...], ...]:
+  """The blocks of each stage: contiguous, as even as possible."""
+  size, extra = divmod(num_blocks, num_stages)
+  out, start = [], 0
+  for s in range(num_stages):
+    end = start + size + (1 if s < extra else 0)
+    out.append(tuple(range(start, end)))
+    start = end
+  return tuple(out)
+
+
+def stage_mesh(mesh: Mesh, stage: int) -> Mesh:
+  """The sub-mesh of one block slice: its column of the grid, axis `data`."""
+  return Mesh(np.asarray(mesh.devices)[:, stage], ("data",))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading (batch) axis over `data`, everything else replicated."""
+  return NamedSharding(mesh, P("data"))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def describe(mesh: Mesh) -> dict:
+  """The mesh as JSON: axis sizes and device ids per block slice."""
+  grid = np.asarray(mesh.devices)
+  return {"axes": dict(zip(mesh.axis_names, grid.shape)),
+          "devices": [[int(d.id) for d in grid[:, s]]
+                      for s in range(grid.shape[1])],
+          "num_devices": int(math.prod(grid.shape))}

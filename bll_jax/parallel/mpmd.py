@@ -1,0 +1,224 @@
+"""Blocks on their own devices: one jitted step per block, on its own sub-mesh.
+
+The MPMD path works for any network (heterogeneous blocks such as ResNet
+stages): block `k` lives on the sub-mesh of its stage (`mesh.stage_mesh`),
+its parameters and optax state replicated over the stage's `data` devices and
+its batch sharded over them, so XLA averages its gradients over `data` only.
+Activations move between stages with `jax.device_put`; the feedback network
+lives on stage 0. Nothing waits for a block that is not an input: JAX's
+asynchronous dispatch runs the stages' computations as soon as their inputs
+exist, so in the `pipelined` schedule the stages of one tick overlap.
+
+With one stage (`block=1`) it is plain data parallelism: the fused step of the
+engine, batch sharded over all devices.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh
+
+from bll_jax import step as step_lib
+from bll_jax.parallel import mesh as mesh_lib
+from bll_jax.parallel import schedules
+
+
+class BlockParallel:
+  """Places an engine's state on a `(data, block)` mesh and runs its steps.
+
+  Args:
+    engine: the engine.
+    mesh: a mesh from :func:`bll_jax.parallel.mesh.make_mesh`.
+    fused: with one stage, use the engine's fused step (else the per-block
+      steps in turn; with several stages they always are).
+  """
+
+  def __init__(self, engine: step_lib.Engine, mesh: Mesh, fused: bool = True):
+    self.engine = engine
+    self.mesh = mesh
+    self.fused = fused
+    num_stages = mesh.shape["block"]
+    if num_stages > engine.num_blocks:
+      raise ValueError(
+          f"mesh block={num_stages} asks for more block shards than the "
+          f"{engine.num_blocks} blocks of the network")
+    self.stage_blocks = mesh_lib.stages(engine.num_blocks, num_stages)
+    self.stage_of = {k: s for s, blocks in enumerate(self.stage_blocks)
+                     for k in blocks}
+    self.meshes = [mesh_lib.stage_mesh(mesh, s) for s in range(num_stages)]
+    self._fb_forward = jax.jit(
+        lambda params: engine.feedback_forward(params, None))
+
+  @property
+  def num_stages(self) -> int:
+    return len(self.stage_blocks)
+
+  # ------------------------------------------------------------- placement
+
+  def _replicated(self, stage: int):
+    return mesh_lib.replicated(self.meshes[stage])
+
+  def _sharded(self, stage: int):
+    return mesh_lib.batch_sharding(self.meshes[stage])
+
+  def state_shardings(self, state: step_lib.TrainState):
+    """Where each leaf of `state` lives (for placement and restoring)."""
+    blocks = tuple(
+        jax.tree.map(lambda _, k=k: self._replicated(self.stage_of[k]), b)
+        for k, b in enumerate(state.blocks))
+    feedback = jax.tree.map(lambda _: self._replicated(0), state.feedback)
+    return step_lib.TrainState(self._replicated(0), blocks, feedback)
+
+  def place(self, state: step_lib.TrainState) -> step_lib.TrainState:
+    """Moves every block's state to its stage, the feedback's to stage 0."""
+    return jax.device_put(state, self.state_shardings(state))
+
+  def batch_on(self, batch: dict[str, Any], stage: int,
+               local: bool = False) -> dict[str, jax.Array]:
+    """A batch on a stage's devices, split over `data`.
+
+    Args:
+      batch: host arrays: the global batch, or with `local=True` this
+        process's rows of it (multi-host: each host reads only its shard).
+      stage: the stage.
+      local: whether `batch` holds only this process's rows.
+    """
+    sharding = self._sharded(stage)
+    if local:
+      return {k: jax.make_array_from_process_local_data(sharding, v)
+              for k, v in batch.items()}
+    return jax.device_put(dict(batch), sharding)
+
+  def key_on(self, key: jax.Array, stage: int) -> jax.Array:
+    return jax.device_put(key, self._replicated(stage))
+
+  # ------------------------------------------------------------- schedules
+
+  def sync_step(self, state: step_lib.TrainState, batch: dict[str, Any],
+                key: jax.Array, local: bool = False):
+    """One `sync` step: every block on the same batch (see `schedules`)."""
+    engine = self.engine
+    if self.num_stages == 1:
+      step = engine.train_step if self.fused else engine.train_step_per_block
+      return step(state, self.batch_on(batch, 0, local), self.key_on(key, 0))
+    on = [self.batch_on(batch, s, local) for s in range(self.num_stages)]
+    keys = [self.key_on(key, s) for s in range(self.num_stages)]
+    fb = self._feedback(state, on, keys)
+    h, blocks, etas, metrics = on[0]["inputs"], [], [], {}
+    for k in range(engine.num_blocks):
+      s = self.stage_of[k]
+      h = jax.device_put(h, self._sharded(s))
+      fb_k = (jax.device_put(fb[k], self._replicated(s))
+              if k < len(fb) else None)
+      block, h, eta, m = engine.block_step(k)(
+          state.blocks[k], h, fb_k, on[s]["labels"], on[s]["weights"], keys[s])
+      blocks.append(block)
+      etas.append(jax.device_put(eta, self._sharded(0)))
+      metrics.update({f"block{k}/{n}": v for n, v in m.items()})
+    fb_state = state.feedback
+    if engine.trains_feedback:
+      fb_state, m = engine.feedback_step(fb_state, tuple(etas),
+                                         on[0]["labels"], on[0]["weights"])
+      metrics["feedback/loss"] = m["loss"]
+    return step_lib.TrainState(state.step + 1, tuple(blocks), fb_state), metrics
+
+  def _feedback(self, state, on, keys):
+    """`eta_fb` of every hidden block for a sync step (on stage 0)."""
+    engine = self.engine
+    if engine.feedback is None:
+      return ()
+    if engine.feedback_mode != "bootstrapped":
+      return self._fb_forward(state.feedback.params)
+    # Bootstrapping needs every block's output for this batch first.
+    h, etas = on[0]["inputs"], []
+    for k in range(engine.num_blocks):
+      s = self.stage_of[k]
+      h = jax.device_put(h, self._sharded(s))
+      eta, h = self._block_forward(k)(state.blocks[k], h, keys[s])
+      etas.append(jax.device_put(eta, self._sharded(0)))
+    return jax.jit(engine.feedback_forward)(state.feedback.params, etas)
+
+  def _block_forward(self, k):
+    if not hasattr(self, "_forwards"):
+      self._forwards = {}
+    if k not in self._forwards:
+      def forward(block_state, h, key):
+        eta, h_out, _ = self.engine._forward(
+            k, block_state.params, block_state.batch_stats, h, True, key)
+        return eta, h_out
+      self._forwards[k] = jax.jit(forward)
+    return self._forwards[k]
+
+  def pipelined(self, state: step_lib.TrainState,
+                micro_batches: Iterable[dict[str, Any]],
+                keys: Sequence[jax.Array], local: bool = False):
+    """Runs the `pipelined` schedule over a stream of micro-batches.
+
+    The stream is consumed as the pipeline needs it (stage 0 takes
+    micro-batch `t` at tick `t`) and fully drained at the end.
+
+    Returns:
+      `(state, metrics, feedback_losses)`: `metrics[m]` holds every block's
+      metrics for micro-batch `m`; `feedback_losses[t]` the feedback loss of
+      tick `t` (device arrays: nothing is fetched to the host here).
+    """
+    engine = self.engine
+    schedules.check_pipelined(engine)
+    hidden, num_stages = engine.num_blocks - 1, self.num_stages
+    stream = iter(micro_batches)
+    blocks, fb_state = list(state.blocks), state.feedback
+    in_flight: dict[int, dict] = {}      # micro-batch -> its arrays per stage
+    inbox: dict[int, jax.Array] = {}
+    metrics: list[dict] = []
+    feedback_losses = []
+    t = 0
+    exhausted = False
+    while True:
+      if not exhausted:
+        batch = next(stream, None)
+        if batch is None:
+          exhausted = True
+        else:
+          m = len(metrics)
+          metrics.append({})
+          in_flight[m] = {"host": batch, "stages": {}}
+      active = [(s, t - s) for s in range(num_stages)
+                if t - s in in_flight]
+      if not active:
+        break
+      fb = self._fb_forward(fb_state.params) if engine.feedback else ()
+      etas, labels, weights, outbox = {}, {}, {}, {}
+      for s, m in active:
+        record = in_flight[m]
+        on = self.batch_on(record["host"], s, local)
+        key = self.key_on(keys[m], s)
+        h = on["inputs"] if s == 0 else jax.device_put(inbox[s],
+                                                       self._sharded(s))
+        for k in self.stage_blocks[s]:
+          fb_k = (jax.device_put(fb[k], self._replicated(s))
+                  if k < hidden else None)
+          blocks[k], h, eta, met = engine.block_step(k)(
+              blocks[k], h, fb_k, on["labels"], on["weights"], key)
+          metrics[m].update({f"block{k}/{n}": v for n, v in met.items()})
+          if k < hidden:
+            etas[k] = jax.device_put(eta, self._sharded(0))
+            labels[k] = jax.device_put(on["labels"], self._sharded(0))
+            weights[k] = jax.device_put(on["weights"], self._sharded(0))
+        outbox[s + 1] = h
+        if s == num_stages - 1:
+          del in_flight[m]
+      inbox = outbox
+      if engine.trains_feedback and etas:
+        template = {"labels": next(iter(labels.values())),
+                    "weights": next(iter(weights.values()))}
+        fb_state, m_fb = engine.feedback_step(
+            fb_state, *schedules.feedback_inputs(engine, etas, labels,
+                                                 weights, template))
+        feedback_losses.append(m_fb["loss"])
+      t += 1
+    new_state = step_lib.TrainState(state.step + len(metrics), tuple(blocks),
+                                    fb_state)
+    return new_state, metrics, feedback_losses
