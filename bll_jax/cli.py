@@ -145,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if print_config:
       print(config.to_json_best_effort(indent=2))
       return 0
+    if config.distributed:
+      initialize_distributed(config)
     summary = train.train_and_evaluate(config)
   except train.ConfigError as e:
     print(f"bll-train: error: {e}", file=sys.stderr)
@@ -161,6 +163,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{summary['examples_per_second'] or 0:.0f} examples/s; "
         f"{summary['wall_seconds']:.1f} s")
   return 0
+
+
+def initialize_distributed(config) -> None:
+  """`jax.distributed.initialize`, auto-detected unless the config says.
+
+  On a TPU pod slice and under SLURM every argument is detected; elsewhere
+  give `--coordinator-address host:port --num-processes N --process-id i`.
+  """
+  import jax
+
+  kwargs = {}
+  if config.coordinator_address:
+    kwargs["coordinator_address"] = config.coordinator_address
+  if config.num_processes:
+    kwargs["num_processes"] = int(config.num_processes)
+  if config.process_id >= 0:
+    kwargs["process_id"] = int(config.process_id)
+  jax.distributed.initialize(**kwargs)
 
 
 def entry_point() -> None:  # console script

@@ -22,8 +22,9 @@ from bll_jax.configs import presets
 
 METHODS = ("bll", "bp", "local", "drtp")
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine")
 STEP_MODES = ("fused", "per_block")
+PIPELINES = ("auto", "mpmd", "spmd")
 
 # What each special-case method fixes (field -> value; None = num_classes).
 METHOD_SETTINGS = {
@@ -58,8 +59,14 @@ def check(config: ml_collections.ConfigDict) -> None:
   _one_of("transmit", config.transmit, blocks_lib.TRANSMITS)
   _one_of("boundary", config.boundary, blocks_lib.BOUNDARIES)
   _one_of("optimizer", config.optimizer, OPTIMIZERS)
-  _one_of("schedule", config.schedule, SCHEDULES)
+  _one_of("lr_schedule", config.lr_schedule, LR_SCHEDULES)
   _one_of("step_mode", config.step_mode, STEP_MODES)
+  _one_of("schedule", config.schedule, ("sync", "pipelined"))
+  _one_of("pipeline", config.pipeline, PIPELINES)
+  if config.schedule == "pipelined" and int(config.checkpoint_every_steps):
+    raise ValueError("checkpoint_every_steps must be 0 with schedule "
+                     "'pipelined' (the pipeline drains, and is saved, at the "
+                     "end of each epoch)")
   for field in ("epochs", "batch_size", "eval_batch_size", "log_every_steps"):
     if int(config[field]) < 1:
       raise ValueError(f"{field} must be >= 1, got {config[field]!r}")
@@ -95,7 +102,7 @@ def make_optimizer(config, steps_per_epoch: int, total_steps: int,
                    lr: float | None = None) -> optax.GradientTransformation:
   """The optax transformation of `config` (each block holds its own state)."""
   lr = float(config.lr if lr is None else lr)
-  if config.schedule == "cosine":
+  if config.lr_schedule == "cosine":
     warmup = int(config.warmup_epochs * steps_per_epoch)
     lr = optax.warmup_cosine_decay_schedule(
         0.0, lr, warmup_steps=warmup, decay_steps=max(total_steps, warmup + 1))

@@ -233,20 +233,25 @@ class Engine:
     above = self._above(etas) if self.feedback_mode == "bootstrapped" else None
     return self.feedback.apply({"params": fb_params}, above)
 
-  def _block_objective(self, k, eta, fb_k, labels, weights):
-    """Block `k`'s loss (gradient to `eta` only) and its metrics."""
+  def _block_objective(self, k, eta, fb_k, labels, weights,
+                       mean=weighted_mean):
+    """Block `k`'s loss (gradient to `eta` only) and its metrics.
+
+    `mean(values, weights)` reduces over the batch; the SPMD pipeline passes
+    one that divides by the weight of the global batch.
+    """
     if k == self.num_blocks - 1:
       per_example = task_loss(eta, labels, self.objective.label_smoothing)
       correct = (jnp.argmax(eta, -1) == labels).astype(jnp.float32)
-      loss = weighted_mean(per_example, weights)
-      return loss, {"loss": loss, "accuracy": weighted_mean(correct, weights)}
+      loss = mean(per_example, weights)
+      return loss, {"loss": loss, "accuracy": mean(correct, weights)}
     latent = self.latents[k]
     per_example = losses.local_loss(
         latent.family, eta, sg(fb_k), labels,
         temperature=self._temperature(k, eta),
         chunk_size=self.objective.chunk_size,
         position_ndim=latent.position_ndim)
-    loss = weighted_mean(per_example, weights)
+    loss = mean(per_example, weights)
     metrics = {"loss": loss}
     if self.objective.decorrelation:
       features = feedback_lib.pool_positions(eta, latent.position_ndim)
@@ -264,21 +269,29 @@ class Engine:
     return self.objective.temperature * scale
 
   def _feedback_objective(self, etas, fb, labels, weights):
-    """`sum_k L^fb_k`, gradient to the feedback parameters only."""
+    """`sum_k L^fb_k`, gradient to the feedback parameters only.
+
+    `labels` and `weights` are one array for all blocks, or (in a pipelined
+    schedule, where blocks work on different micro-batches) a tuple with one
+    per hidden block; a block whose weights are all zero adds nothing.
+    """
     total = 0.0
+    per_block = isinstance(labels, (tuple, list))
     for k, latent in enumerate(self.latents):
       kw = dict(position_ndim=latent.position_ndim)
       eta = sg(etas[k])
+      labels_k = labels[k] if per_block else labels
+      weights_k = weights[k] if per_block else weights
       if self.objective.feedback_loss in ("ml", "both"):
         total += weighted_mean(
-            losses.feedback_ml_loss(latent.family, eta, fb[k], labels, **kw),
-            weights)
+            losses.feedback_ml_loss(latent.family, eta, fb[k], labels_k, **kw),
+            weights_k)
       if self.objective.feedback_loss in ("discriminative", "both"):
         total += weighted_mean(
             losses.feedback_discriminative_loss(
-                latent.family, eta, fb[k], labels,
+                latent.family, eta, fb[k], labels_k,
                 temperature=self._temperature(k, eta),
-                chunk_size=self.objective.chunk_size, **kw), weights)
+                chunk_size=self.objective.chunk_size, **kw), weights_k)
     return total
 
   def _update(self, tx, state: BlockState, grads, batch_stats) -> BlockState:
@@ -308,7 +321,10 @@ class Engine:
 
   @functools.cached_property
   def feedback_step(self):
-    """The jitted update of the feedback network from detached `etas`."""
+    """The jitted update of the feedback network from detached `etas`.
+
+    `labels`, `weights`: one array, or a tuple with one per hidden block.
+    """
 
     def step(state: BlockState, etas, labels, weights):
       def loss_fn(fb_params):

@@ -58,6 +58,9 @@ class Run:
   engine: step_lib.Engine
   steps_per_epoch: int
   total_steps: int
+  mesh: Any = None                 # the (data, block) mesh
+  parallel: Any = None             # mpmd.BlockParallel: placement, sync steps
+  pipeline: Any = None             # the pipelined runner (MPMD or SPMD)
 
 
 def prepare(config) -> Run:
@@ -77,9 +80,37 @@ def prepare(config) -> Run:
       total = min(total, int(resolved.steps))
     engine = experiment.make_engine(resolved, dataset.info, steps_per_epoch,
                                     total)
+    mesh, parallel, pipeline = _parallel(resolved, engine)
   except (ValueError, FileNotFoundError, ImportError) as e:
     raise ConfigError(str(e).splitlines()[0] if str(e) else repr(e)) from e
-  return Run(resolved, dataset, engine, steps_per_epoch, total)
+  return Run(resolved, dataset, engine, steps_per_epoch, total, mesh,
+             parallel, pipeline)
+
+
+def _parallel(config, engine):
+  """The mesh and the runners of `config.mesh`, `schedule`, `pipeline`."""
+  from bll_jax.parallel import mesh as mesh_lib
+  from bll_jax.parallel import mpmd
+  from bll_jax.parallel import schedules
+  from bll_jax.parallel import spmd
+
+  mesh = mesh_lib.make_mesh(mesh_lib.MeshSpec.parse(config.mesh),
+                            engine.num_blocks)
+  data = mesh.shape["data"]
+  if int(config.batch_size) % data:
+    raise ValueError(f"batch_size {config.batch_size} must be divisible by "
+                     f"the mesh's data axis ({data})")
+  parallel = mpmd.BlockParallel(engine, mesh,
+                                fused=config.step_mode == "fused")
+  pipeline = None
+  if config.schedule == "pipelined":
+    schedules.check_pipelined(engine)
+    use_spmd = config.pipeline == "spmd" or (
+        config.pipeline == "auto" and spmd.homogeneous_middle(engine)
+        and len(spmd.homogeneous_middle(engine)) % mesh.shape["block"] == 0
+        and mesh.shape["block"] > 1)
+    pipeline = spmd.StackedPipeline(engine, mesh) if use_spmd else parallel
+  return mesh, parallel, pipeline
 
 
 def default_workdir(config) -> str:
@@ -129,21 +160,28 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
   if not cfg.resume and checkpoints.latest_step() is not None:
     raise ConfigError(f"workdir {workdir!r} already holds checkpoints: pass "
                       "--resume to continue it, or choose another --workdir")
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(cfg.to_json_best_effort(indent=2))
+  chief = jax.process_index() == 0    # one writer of metrics and summaries
+  if chief:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(cfg.to_json_best_effort(indent=2))
 
   batch_size, seed = int(cfg.batch_size), int(cfg.seed)
   sample = np.zeros((batch_size,) + dataset.info.input_shape,
                     dataset.info.input_dtype)
-  state = engine.init(jax.random.key(seed), sample)
+  state = run.parallel.place(engine.init(jax.random.key(seed), sample))
   progress: dict[str, Any] = {"sums": {}, "count": 0, "history": []}
   latest = checkpoints.latest_step() if cfg.resume else None
   if latest is not None:
     state, progress = checkpoints.restore(latest, state)
-  step_fn = (engine.train_step if cfg.step_mode == "fused"
-             else engine.train_step_per_block)
+  shard = {"process_index": jax.process_index(),
+           "process_count": jax.process_count()}
+  local = jax.process_count() > 1
+
+  def step_fn(state, batch, key):
+    return run.parallel.sync_step(state, batch, key, local=local)
+
   step_key = jax.random.fold_in(jax.random.key(seed), 1)
-  writer = metric_writers.MetricWriter(workdir)
+  writer = metric_writers.MetricWriter(workdir) if chief else None
 
   step = int(state.step)
   first_step_of_run, train_seconds = step, 0.0
@@ -171,7 +209,14 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
                disable=not cfg.progress, leave=False, dynamic_ncols=True)
     tick = time.perf_counter()
     batches = dataset.train_batches(batch_size, seed=seed, epoch=epoch,
-                                    start_step=start)
+                                    start_step=start, **shard)
+    if run.pipeline is not None:
+      state, step, last = _pipelined_epoch(run, state, batches, step, end,
+                                           epoch, step_key, bar, pending,
+                                           local)
+      last = flush(step)
+      _postfix(bar, engine, last)
+      batches = ()
     for batch in batches:
       state, metrics = step_fn(state, batch, jax.random.fold_in(step_key, step))
       pending.append(metrics)
@@ -184,10 +229,7 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
       save_now = (cfg.checkpoint_every_steps
                   and step % int(cfg.checkpoint_every_steps) == 0 and not at_end)
       if step % int(cfg.log_every_steps) == 0 or at_end or save_now:
-        last = flush(step)
-        out = f"block{engine.num_blocks - 1}"
-        bar.set_postfix(loss=f"{last[f'{out}/loss']:.4f}",
-                        acc=f"{last[f'{out}/accuracy']:.3f}")
+        _postfix(bar, engine, flush(step))
       if save_now:
         train_seconds += time.perf_counter() - tick
         checkpoints.save(step, state, progress)
@@ -198,13 +240,15 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
     train_seconds += time.perf_counter() - tick
     bar.close()
 
-    test = evaluate_lib.evaluate(engine, state, dataset,
+    # Evaluated on one device: the blocks' states may live on several.
+    test = evaluate_lib.evaluate(engine, jax.device_get(state), dataset,
                                  int(cfg.eval_batch_size))
     count = max(progress["count"], 1)
     record = {"epoch": epoch + 1, "step": step,
               **{f"train/{k}": v / count for k, v in progress["sums"].items()},
               **{f"test/{k}": v for k, v in test.items()}}
-    writer.write(step, record)
+    if writer:
+      writer.write(step, record)
     progress["history"].append(record)
     progress["sums"], progress["count"] = {}, 0
     checkpoints.save(step, state, progress)
@@ -214,7 +258,8 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
       tqdm.write(f"epoch {epoch + 1}: step {step}, test accuracy "
                  f"{test['accuracy']:.4f} (blocks: {blocks})")
 
-  writer.close()
+  if writer:
+    writer.close()
   checkpoints.close()
   if not progress["history"]:
     raise ConfigError("nothing to train: the run had no steps")
@@ -244,6 +289,10 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
                               if steps_run > 1 and train_seconds > 0
                               else None),
       "devices": [str(d) for d in jax.devices()],
+      "mesh": _describe_mesh(run.mesh),
+      "schedule": cfg.schedule,
+      "pipeline": (None if run.pipeline is None
+                   else type(run.pipeline).__name__),
       "machine": {"platform": platform.platform(),
                   "processor": platform.processor() or platform.machine(),
                   "cpu_count": os.cpu_count(), "jax": jax.__version__,
@@ -255,9 +304,53 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
     summary["test_exact_match"] = final["test/exact_match"]
     summary["test_teacher_forced_accuracy"] = final[
         "test/teacher_forced_accuracy"]
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(_jsonable(summary), f, indent=2)
+  if chief:
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(_jsonable(summary), f, indent=2)
   return summary
+
+
+def _postfix(bar, engine, last):
+  if last is not None:
+    out = f"block{engine.num_blocks - 1}"
+    bar.set_postfix(loss=f"{last[f'{out}/loss']:.4f}",
+                    acc=f"{last[f'{out}/accuracy']:.3f}")
+
+
+def _pipelined_epoch(run, state, batches, step, end, epoch, step_key, bar,
+                     pending, local):
+  """One epoch through the pipeline (filled at its start, drained at its end).
+
+  Returns `(state, step, None)`; every micro-batch's metrics go to `pending`.
+  """
+  start = step - epoch * run.steps_per_epoch
+  count = end - start
+
+  def stream():
+    for i, batch in enumerate(batches):
+      if i >= count:
+        return
+      bar.update(1)
+      yield batch
+
+  keys = [jax.random.fold_in(step_key, step + i) for i in range(count)]
+  kwargs = {"local": local} if hasattr(run.pipeline, "sync_step") else {}
+  state, metrics, feedback_losses = run.pipeline.pipelined(
+      state, stream(), keys, **kwargs)
+  state = run.parallel.place(state)      # the placement checkpoints expect
+  for m in metrics:
+    pending.append(m)
+  if feedback_losses:
+    mean_fb = sum(feedback_losses) / len(feedback_losses)
+    pending[-1] = {**pending[-1], "feedback/loss": mean_fb}
+  return state, step + len(metrics), None
+
+
+def _describe_mesh(mesh):
+  if mesh is None:
+    return None
+  from bll_jax.parallel import mesh as mesh_lib
+  return mesh_lib.describe(mesh)
 
 
 def engine_edges(engine: step_lib.Engine) -> tuple[int, ...]:

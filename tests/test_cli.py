@@ -19,7 +19,8 @@ from bll_jax import train  # noqa: F401  (imports flax, optax, orbax up front)
 
 PRESETS = ["cifar10_resnet18", "fashion_mnist_mlp", "fashion_mnist_resnet18",
            "imagenet_resnet50", "mnist1d", "seq_transformer"]
-TINY_FLAGS = ["--model.name", "mlp", "--model.widths", "32,32", "--blocks", "3",
+TINY_FLAGS = ["--mesh", "data=1", "--model.name", "mlp", "--model.widths",
+              "32,32", "--blocks", "3",
               "--batch-size", "50", "--eval-batch-size", "500",
               "--progress", "false", "--log-every-steps", "5"]
 MLP_4_UNITS = ["--model.name", "mlp", "--model.widths", "16,16,16"]

@@ -40,10 +40,12 @@ SUMMARY_KEYS = {"method", "dataset", "model", "blocks", "family", "feedback",
                 "examples_per_second", "devices"}
 
 # A 3-unit MLP cut into 3 blocks, 30 steps of 50 examples (80 steps an epoch).
-TINY = {"model.name": "mlp", "model.widths": (32, 32), "blocks": 3,
+TINY = {"mesh": "data=1", "model.name": "mlp", "model.widths": (32, 32),
+        "blocks": 3,
         "batch_size": 50, "eval_batch_size": 500, "progress": False,
         "log_every_steps": 5, "steps": 30}
-TINY_FLAGS = ["--model.name", "mlp", "--model.widths", "32,32", "--blocks", "3",
+TINY_FLAGS = ["--mesh", "data=1", "--model.name", "mlp", "--model.widths",
+              "32,32", "--blocks", "3",
               "--batch-size", "50", "--eval-batch-size", "500",
               "--progress", "false", "--log-every-steps", "5"]
 # The feedback the learning rates of the divergence tests and the reverse
@@ -52,7 +54,7 @@ MEASURED_WITH = {"feedback": "direct", "feedback_loss": "ml"}
 # A 4-unit Transformer (embedding, 2 layers, head) cut into 3 blocks; 8
 # symbols and lr 3e-3 so that 30 steps decode some test sequences exactly,
 # not all (measured: token accuracy 0.70, exact match 0.26).
-TINY_REVERSE = {**MEASURED_WITH, "dataset.length": 4,
+TINY_REVERSE = {**MEASURED_WITH, "mesh": "data=1", "dataset.length": 4,
                 "dataset.train_size": 2048,
                 "dataset.num_symbols": 8, "model.num_layers": 2,
                 "model.d_model": 32, "model.num_heads": 2, "model.mlp_dim": 64,
@@ -246,7 +248,7 @@ MNIST1D_MEASURED = {"cnn": ((0.934, 0.929, 0.893), 0.75)}
 
 
 def test_mnist1d_preset_learns_well_above_chance(tmp_path):
-  config = _config(method="bll", steps=600, progress=False)
+  config = _config(method="bll", steps=600, progress=False, mesh="data=1")
   if config.model.name not in MNIST1D_MEASURED:
     pytest.fail(f"the mnist1d preset's network is now {config.model.name!r}: "
                 "measure its accuracy and set MNIST1D_MEASURED")
@@ -263,10 +265,10 @@ def test_fashion_mnist_preset_learns_from_the_debian_idx_files(tmp_path):
     _skip_unless_required(
         "BLL_REQUIRE_FASHION_MNIST",
         "the Fashion-MNIST IDX files are not in /usr/share/datasets/"
-        "fashion-mnist (apt install fashion-mnist)")
+        "fashion-mnist (apt-get install dataset-fashion-mnist)")
   # Measured: 0.838 / 0.836 / 0.834 for seeds 0/1/2 (chance 0.10).
   config = _config("fashion_mnist_mlp", method="bll", steps=300,
-                   progress=False)
+                   progress=False, mesh="data=1")
   summary = train.train_and_evaluate(config, str(tmp_path))
   assert summary["dataset"] == "fashion_mnist" and summary["steps"] == 300
   assert summary["test_accuracy"] >= 0.70, summary["per_block_test_accuracy"]

@@ -69,7 +69,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.momentum = 0.9              # sgd
   c.nesterov = False            # sgd
   c.weight_decay = 0.0
-  c.schedule = "constant"       # constant | cosine
+  c.lr_schedule = "constant"    # constant | cosine
   c.warmup_epochs = 0.0
   c.label_smoothing = 0.0
 
@@ -79,6 +79,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_batch_size = 1000
   c.seed = 0
   c.step_mode = "fused"         # fused | per_block
+  c.mesh = ""                   # "data=D,block=B"; "" = all devices on data
+  c.schedule = "sync"           # sync | pipelined (see bll_jax.parallel)
+  c.pipeline = "auto"           # pipelined: auto | mpmd | spmd
+  c.distributed = False         # call jax.distributed.initialize() first
+  c.coordinator_address = ""    # distributed: "" = auto-detect (TPU, SLURM)
+  c.num_processes = 0           # distributed: 0 = auto-detect
+  c.process_id = -1             # distributed: -1 = auto-detect
   c.workdir = ""                # "" = runs/<preset>-<method>-<time>
   c.resume = False
   c.log_every_steps = 50
@@ -126,7 +133,7 @@ def _cifar10_resnet18(c):
   c.lr = 0.1
   c.nesterov = True
   c.weight_decay = 5e-4
-  c.schedule = "cosine"
+  c.lr_schedule = "cosine"
   c.epochs = 100
   c.batch_size = 128
 
@@ -142,7 +149,7 @@ def _imagenet_resnet50(c):
   c.lr = 0.1 * 1024 / 256       # linear scaling from 0.1 at batch 256
   c.nesterov = True
   c.weight_decay = 1e-4
-  c.schedule = "cosine"
+  c.lr_schedule = "cosine"
   c.warmup_epochs = 5.0
   c.label_smoothing = 0.1
   c.epochs = 90
