@@ -87,13 +87,15 @@ class Block(nn.Module):
   """Units `[i, j)` of a stack; returns `(eta, h_out)`.
 
   For the output block (`latent=None`), `eta` is the logits and `h_out` the
-  same array.
+  same array. With `aux_classes`, a hidden block also sows the logits of an
+  auxiliary classifier (`intermediates/aux_logits`).
   """
 
   units: tuple[nn.Module, ...]
   activations: tuple[Callable[[Array], Array], ...]
   latent: Latent | None = None
   unit_position_ndim: int = 0
+  aux_classes: int = 0
 
   @nn.compact
   def __call__(self, h, train: bool = False):
@@ -103,6 +105,15 @@ class Block(nn.Module):
     if self.latent is None:
       return pre, pre
     family, act = self.latent.family, self.activations[-1]
+    if self.aux_classes:
+      # An auxiliary classifier (average-pool + linear) on the block output,
+      # as in the authors' recipe; read with mutable=["intermediates"].
+      features = act(pre)
+      n = self.unit_position_ndim
+      pooled = jnp.mean(features, axis=tuple(
+          range(features.ndim - 1 - n, features.ndim - 1))) if n else features
+      self.sow("intermediates", "aux_logits",
+               nn.Dense(self.aux_classes, name="aux")(pooled))
     if self.latent.readout == "linear":
       features = act(pre)
       n = self.unit_position_ndim
@@ -160,7 +171,8 @@ def boundaries(num_units: int, blocks: int | None = None,
 
 
 def make_blocks(stack: base.LayerStack, edges: Sequence[int],
-                latents: Sequence[Latent]) -> tuple[Block, ...]:
+                latents: Sequence[Latent], aux_classes: int = 0
+                ) -> tuple[Block, ...]:
   """One :class:`Block` per pair of edges; `latents` for the hidden blocks."""
   if len(latents) != len(edges) - 2:
     raise ValueError(f"need {len(edges) - 2} latents (one per hidden block), "
@@ -169,7 +181,8 @@ def make_blocks(stack: base.LayerStack, edges: Sequence[int],
   for k, (i, j) in enumerate(zip(edges[:-1], edges[1:])):
     latent = latents[k] if k < len(latents) else None
     blocks.append(Block(stack.units[i:j], stack.activations[i:j], latent,
-                        stack.position_ndim[j - 1]))
+                        stack.position_ndim[j - 1],
+                        aux_classes if latent is not None else 0))
   return tuple(blocks)
 
 

@@ -22,7 +22,8 @@ from bll_jax.configs import presets
 
 METHODS = ("bll", "bp", "local", "drtp")
 OPTIMIZERS = ("adam", "adamw", "sgd")
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "triangular")
+RECIPES = ("", "authors")
 STEP_MODES = ("fused", "per_block")
 PIPELINES = ("auto", "mpmd", "spmd")
 
@@ -60,6 +61,10 @@ def check(config: ml_collections.ConfigDict) -> None:
   _one_of("boundary", config.boundary, blocks_lib.BOUNDARIES)
   _one_of("optimizer", config.optimizer, OPTIMIZERS)
   _one_of("lr_schedule", config.lr_schedule, LR_SCHEDULES)
+  _one_of("recipe", config.recipe, RECIPES)
+  if config.recipe and config.method != "bll":
+    raise ValueError(f"recipe {config.recipe!r} is a form of method 'bll', "
+                     f"got method {config.method!r}")
   _one_of("step_mode", config.step_mode, STEP_MODES)
   _one_of("schedule", config.schedule, ("sync", "pipelined"))
   _one_of("pipeline", config.pipeline, PIPELINES)
@@ -87,7 +92,19 @@ def resolve(config: ml_collections.ConfigDict, num_classes: int
   config = ml_collections.ConfigDict(config.to_dict())
   for field, value in METHOD_SETTINGS.get(config.method, {}).items():
     config[field] = num_classes if value is None else value
+  if config.recipe == "authors":
+    # The recipe reads the block outputs as features; its feedback is a
+    # bias-free linear map of the label, initialised like PyTorch's Linear
+    # (uniform +-1/sqrt(C): standard deviation 1/sqrt(3C)).
+    for field, value in RECIPE_SETTINGS.items():
+      config[field] = value
+    config.feedback_init_scale = (3 * num_classes) ** -0.5
   return config
+
+
+RECIPE_SETTINGS = {"family": "gaussian", "variance": 1.0, "boundary": "post",
+                   "readout": "identity", "transmit": "mean",
+                   "feedback": "direct"}
 
 
 def make_family(config) -> families_lib.Family:
@@ -101,11 +118,7 @@ def make_family(config) -> families_lib.Family:
 def make_optimizer(config, steps_per_epoch: int, total_steps: int,
                    lr: float | None = None) -> optax.GradientTransformation:
   """The optax transformation of `config` (each block holds its own state)."""
-  lr = float(config.lr if lr is None else lr)
-  if config.lr_schedule == "cosine":
-    warmup = int(config.warmup_epochs * steps_per_epoch)
-    lr = optax.warmup_cosine_decay_schedule(
-        0.0, lr, warmup_steps=warmup, decay_steps=max(total_steps, warmup + 1))
+  lr = learning_rate(config, steps_per_epoch, total_steps, lr)
   if config.optimizer == "adam":
     return optax.adam(lr)
   if config.optimizer == "adamw":
@@ -114,6 +127,27 @@ def make_optimizer(config, steps_per_epoch: int, total_steps: int,
       optax.add_decayed_weights(config.weight_decay),
       optax.sgd(lr, momentum=config.momentum or None,
                 nesterov=bool(config.nesterov)))
+
+
+def learning_rate(config, steps_per_epoch: int, total_steps: int,
+                  lr: float | None = None):
+  """The learning rate of `config`: a float, or an optax schedule of steps.
+
+  constant: `lr`; cosine: warm-up over `warmup_epochs`, cosine decay to 0;
+  triangular (ffcv): linear from 0 to `lr` at `lr_peak_epoch`, then to 0 at
+  the last step.
+  """
+  lr = float(config.lr if lr is None else lr)
+  if config.lr_schedule == "triangular":
+    peak = max(int(config.lr_peak_epoch * steps_per_epoch), 1)
+    lr = optax.join_schedules(
+        [optax.linear_schedule(0.0, lr, peak),
+         optax.linear_schedule(lr, 0.0, max(total_steps - peak, 1))], [peak])
+  elif config.lr_schedule == "cosine":
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+    lr = optax.warmup_cosine_decay_schedule(
+        0.0, lr, warmup_steps=warmup, decay_steps=max(total_steps, warmup + 1))
+  return lr
 
 
 def make_stack(config, info) -> models_lib.LayerStack:
@@ -148,13 +182,17 @@ def make_engine(config, info, steps_per_epoch: int, total_steps: int
       label_smoothing=float(config.label_smoothing),
       chunk_size=int(config.chunk_size) or None,
       decorrelation=float(config.decorrelation))
+  recipe = None
+  if config.recipe == "authors":
+    from bll_jax import authors
+    recipe = authors.AuthorsRecipe(**config.authors.to_dict())
   return step_lib.Engine(
       stack, edges, [latent] * (len(edges) - 2), method=method,
       feedback_mode=config.feedback, num_classes=info.num_classes,
       input_shape=info.input_shape, input_dtype=info.input_dtype, tx=tx,
       feedback_tx=fb_tx, objective=objective,
       feedback_init_scale=float(config.feedback_init_scale),
-      onehot_scale=float(config.onehot_scale))
+      onehot_scale=float(config.onehot_scale), recipe=recipe)
 
 
 def load_dataset(config):
@@ -168,6 +206,15 @@ def load_dataset(config):
                "train_size": int(config.dataset.train_size)}
   elif config.dataset.name == "imagenet2012":
     options = {"image_size": int(config.dataset.image_size)}
-  return data_lib.load(config.dataset.name,
-                       data_dir=config.dataset.data_dir or None,
-                       source=config.dataset.source, **options)
+    if config.dataset.progressive:
+      options["progressive"] = tuple(config.dataset.progressive)
+  dataset = data_lib.load(config.dataset.name,
+                          data_dir=config.dataset.data_dir or None,
+                          source=config.dataset.source, **options)
+  if int(config.dataset.train_examples):
+    if not hasattr(dataset, "subset"):
+      raise ValueError("dataset.train_examples needs an in-memory dataset "
+                       f"(mnist1d, idx files, sequences), not {config.dataset.name!r} "
+                       "from tfds")
+    dataset = dataset.subset(int(config.dataset.train_examples))
+  return dataset

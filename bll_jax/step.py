@@ -118,6 +118,8 @@ class Engine:
     feedback_tx: the feedback network's transformation (default `tx`).
     objective: loss settings.
     feedback_init_scale, onehot_scale: see :class:`~bll_jax.feedback.Feedback`.
+    recipe: `None` (the principled losses) or a
+      :class:`bll_jax.authors.AuthorsRecipe`, whose losses replace them.
   """
 
   def __init__(self, stack: base.LayerStack, edges: Sequence[int],
@@ -128,7 +130,8 @@ class Engine:
                feedback_tx: optax.GradientTransformation | None = None,
                objective: Objective = Objective(),
                feedback_init_scale: float = 1.0,
-               onehot_scale: float = 30.0):
+               onehot_scale: float = 30.0,
+               recipe: Any = None):
     if method not in METHODS:
       raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if feedback_mode not in feedback_lib.MODES:
@@ -141,10 +144,17 @@ class Engine:
     self.tx = tx
     self.feedback_tx = feedback_tx or tx
     self.objective = objective
+    self.recipe = recipe
+    if recipe is not None and feedback_mode != "direct":
+      raise ValueError("the authors' recipe uses feedback 'direct' (a linear "
+                       f"map of the label), got {feedback_mode!r}")
+    self.mean_fn = weighted_mean
     self.latents = tuple(
         dataclasses.replace(lat, position_ndim=blocks_lib.latent_position_ndim(
             stack, edges, k, lat.readout)) for k, lat in enumerate(latents))
-    self.blocks = blocks_lib.make_blocks(stack, edges, self.latents)
+    self.blocks = blocks_lib.make_blocks(
+        stack, edges, self.latents,
+        aux_classes=num_classes if recipe is not None else 0)
     self.input_shape, self.input_dtype = tuple(input_shape), input_dtype
     self.eta_shapes = self._eta_shapes()
     hidden = len(self.blocks) - 1
@@ -214,6 +224,40 @@ class Engine:
     eta, h_out = self.blocks[k].apply(variables, h, train=train, rngs=rngs)
     return eta, h_out, batch_stats
 
+  def forward_with_aux(self, k, params, batch_stats, h, train, key):
+    """`(eta, h_out, batch_stats', aux_logits)`: `_forward` plus the sown
+    auxiliary classifier (blocks built with `aux_classes`)."""
+    variables = {"params": params}
+    if batch_stats:
+      variables["batch_stats"] = batch_stats
+    rngs = {}
+    if key is not None:
+      rngs = {"dropout": jax.random.fold_in(key, 2 * k),
+              "latent": jax.random.fold_in(key, 2 * k + 1)}
+    mutable = ["intermediates"] + (["batch_stats"] if train and batch_stats
+                                   else [])
+    (eta, h_out), mutated = self.blocks[k].apply(
+        variables, h, train=train, mutable=mutable, rngs=rngs)
+    aux = mutated.get("intermediates", {}).get("aux_logits", (None,))[0]
+    return eta, h_out, mutated.get("batch_stats", batch_stats), aux
+
+  def _block_loss(self, k, params, batch_stats, h_in, fb_k, labels, weights,
+                  key):
+    """`(loss, (eta, h_out, stats, metrics))` of block `k` from its input."""
+    if self.recipe is not None:
+      from bll_jax import authors
+      return authors.block_loss(self.recipe, self, k, params, batch_stats,
+                                h_in, fb_k, labels, weights, key)
+    eta, h_out, stats = self._forward(k, params, batch_stats, h_in, True, key)
+    loss, metrics = self._block_objective(k, eta, fb_k, labels, weights)
+    return loss, (eta, h_out, stats, metrics)
+
+  def _mask(self, grads):
+    if self.recipe is None:
+      return grads
+    from bll_jax import authors
+    return authors.mask_gradients(self.recipe, grads)
+
   def _above(self, etas):
     """For bootstrapping: block `k + 1`'s pooled natural parameters."""
     hidden = self.num_blocks - 1
@@ -275,6 +319,9 @@ class Engine:
     schedule, where blocks work on different micro-batches) a tuple with one
     per hidden block; a block whose weights are all zero adds nothing.
     """
+    if self.recipe is not None:
+      from bll_jax import authors
+      return authors.feedback_loss(self, etas, fb, labels, weights)
     total = 0.0
     per_block = isinstance(labels, (tuple, list))
     for k, latent in enumerate(self.latents):
@@ -307,13 +354,13 @@ class Engine:
 
     def step(state: BlockState, h_in, fb_k, labels, weights, key):
       def loss_fn(params):
-        eta, h_out, stats = self._forward(k, params, state.batch_stats,
-                                          sg(h_in), True, key)
-        loss, metrics = self._block_objective(k, eta, fb_k, labels, weights)
-        return loss, (eta, h_out, stats, metrics)
+        return self._block_loss(k, params, state.batch_stats, sg(h_in),
+                                None if fb_k is None else sg(fb_k), labels,
+                                weights, key)
 
       grads, (eta, h_out, stats, metrics) = jax.grad(
           loss_fn, has_aux=True)(state.params)
+      grads = self._mask(grads)
       return (self._update(self.tx, state, grads, stats), sg(h_out), sg(eta),
               metrics)
 
@@ -386,6 +433,8 @@ class Engine:
     on its own parameters only; the feedback loss on the feedback's only.
     """
     labels, weights = batch["labels"], batch["weights"]
+    if self.recipe is not None:
+      return self._recipe_losses(params, fb_params, batch_stats, batch, key)
     h, etas, stats = batch["inputs"], [], []
     for k in range(self.num_blocks):
       eta, h, st = self._forward(k, params[k], batch_stats[k], sg(h), True, key)
@@ -404,6 +453,23 @@ class Engine:
       metrics["feedback/loss"] = fb_loss
     return tuple(block_losses), fb_loss, (tuple(stats), metrics)
 
+  def _recipe_losses(self, params, fb_params, batch_stats, batch, key):
+    """`local_losses` for a recipe: each block's loss from its input."""
+    labels, weights = batch["labels"], batch["weights"]
+    fb = self.feedback_forward(fb_params, None)
+    h, etas, stats, block_losses, metrics = batch["inputs"], [], [], [], {}
+    for k in range(self.num_blocks):
+      fb_k = sg(fb[k]) if k < len(fb) else None
+      loss, (eta, h, st, m) = self._block_loss(
+          k, params[k], batch_stats[k], sg(h), fb_k, labels, weights, key)
+      etas.append(eta)
+      stats.append(st)
+      block_losses.append(loss)
+      metrics.update({f"block{k}/{n}": v for n, v in m.items()})
+    fb_loss = self._feedback_objective(etas, fb, labels, weights)
+    metrics["feedback/loss"] = fb_loss
+    return tuple(block_losses), fb_loss, (tuple(stats), metrics)
+
   @functools.cached_property
   def train_step(self):
     """One jitted step of the whole method (`bll` or `bp`)."""
@@ -418,7 +484,7 @@ class Engine:
     params = tuple(b.params for b in state.blocks)
     (grads, fb_grads), (stats, metrics) = jax.grad(
         total, argnums=(0, 1), has_aux=True)(params, state.feedback.params)
-    blocks = tuple(self._update(self.tx, b, g, s)
+    blocks = tuple(self._update(self.tx, b, self._mask(g), s)
                    for b, g, s in zip(state.blocks, grads, stats))
     fb_state = state.feedback
     if self.trains_feedback:
@@ -469,7 +535,13 @@ class Engine:
         eta, h, _ = self._forward(k, bs.params, bs.batch_stats, h, False, None)
         etas.append(eta)
       local = [None] * (self.num_blocks - 1)
-      if self.feedback is not None:
+      if self.recipe is not None:       # the auxiliary classifiers
+        h, local = inputs, []
+        for k, bs in enumerate(state.blocks[:-1]):
+          _, h, _, aux = self.forward_with_aux(k, bs.params, bs.batch_stats,
+                                               h, False, None)
+          local.append(aux)
+      elif self.feedback is not None:
         fb = self.feedback_forward(state.feedback.params, etas)
         local = [losses.local_logits(
             lat.family, etas[k], fb[k], temperature=self._temperature(k, etas[k]),

@@ -160,6 +160,18 @@ class ArrayDataset(Dataset):
     self._train = _complete(train)
     self._test = _complete(test)
 
+  def subset(self, train_size: int) -> "ArrayDataset":
+    """The same dataset with a fixed random `train_size` of its training
+    examples (drawn with seed 0, the same for every run); test unchanged."""
+    if not 0 < train_size <= self.info.train_size:
+      raise ValueError(
+          f"train_size must be in [1, {self.info.train_size}] for "
+          f"{self.info.name!r}, got {train_size!r}")
+    keep = np.sort(np.random.default_rng(0).permutation(
+        self.info.train_size)[:train_size])
+    info = dataclasses.replace(self.info, train_size=int(train_size))
+    return ArrayDataset(info, take(self._train, keep), self._test)
+
   def _train_batches(self, batch_size, *, seed, epoch, start_step, shard):
     order = epoch_permutation(seed, epoch, self.info.train_size)
     for step in range(start_step, self.info.train_size // batch_size):

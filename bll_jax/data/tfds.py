@@ -64,7 +64,11 @@ def load(name: str, *, data_dir: str | None = None,
     name: one of `NAMES`.
     data_dir: the tfds data directory (tfds's default when None).
     **options: `shuffle_buffer` (int); `augment` (bool, default True) for
-      cifar10 and imagenet2012; `image_size` (default 224) for imagenet2012.
+      cifar10 and imagenet2012; `image_size` (default 224) for imagenet2012;
+      `progressive` for imagenet2012: `(min_res, max_res, start_epoch,
+      end_epoch)`, training crops of `min_res` until `start_epoch`, growing
+      linearly to `max_res` at `end_epoch`, in multiples of 32 (ffcv's
+      progressive resizing); evaluation stays at `image_size`.
 
   Returns:
     The dataset, inputs float32 images `(height, width, channels)`.
@@ -77,7 +81,17 @@ def load(name: str, *, data_dir: str | None = None,
     defaults["augment"] = True
   if name == "imagenet2012":
     defaults["image_size"] = 224
+    defaults["progressive"] = None
   options = base.check_options(name, options, defaults)
+  progressive = options.get("progressive")
+  if progressive is not None:
+    progressive = tuple(int(v) for v in progressive)
+    if len(progressive) != 4 or not (0 < progressive[0] <= progressive[1]) or (
+        not 0 <= progressive[2] <= progressive[3]):
+      raise ValueError(
+          "progressive must be (min_res, max_res, start_epoch, end_epoch) with "
+          f"0 < min_res <= max_res and start_epoch <= end_epoch, got "
+          f"{options.get('progressive')!r}")
   augment = options.get("augment", False)
   if not isinstance(augment, bool):
     raise ValueError(f"augment must be True or False, got {augment!r}")
@@ -90,17 +104,31 @@ def load(name: str, *, data_dir: str | None = None,
   builder = tfds.builder(name, data_dir=data_dir)
   builder.download_and_prepare()
   return TfdsDataset(name, builder, tf, tfds, shuffle_buffer=shuffle_buffer,
-                     augment=augment, image_size=image_size)
+                     augment=augment, image_size=image_size,
+                     progressive=progressive)
+
+
+def progressive_resolution(epoch: int, min_res: int, max_res: int,
+                           start_epoch: int, end_epoch: int) -> int:
+  """The training resolution of `epoch`: a linear ramp, in multiples of 32."""
+  if end_epoch == start_epoch:
+    res = min_res if epoch < start_epoch else max_res
+  else:
+    frac = min(max((epoch - start_epoch) / (end_epoch - start_epoch), 0.0), 1.0)
+    res = min_res + frac * (max_res - min_res)
+  return int(round(res / 32)) * 32
 
 
 class TfdsDataset(base.Dataset):
   """A tfds image classification dataset, streamed through `tf.data`."""
 
   def __init__(self, name, builder, tf, tfds, *, shuffle_buffer: int,
-               augment: bool, image_size: int | None):
+               augment: bool, image_size: int | None,
+               progressive: tuple[int, int, int, int] | None = None):
     self._spec = spec = _SPECS[name]
     self._builder, self._tf, self._tfds = builder, tf, tfds
     self._augment, self._image_size = augment, image_size
+    self._progressive = progressive
     shape = tuple(builder.info.features["image"].shape)
     if name == "imagenet2012":
       shape = (image_size, image_size, spec.channels)
@@ -120,11 +148,16 @@ class TfdsDataset(base.Dataset):
         self._shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
     ds = ds.take(steps * batch_size).skip(start_step * batch_size)
 
+    size = self.train_resolution(epoch)
+    shape = ((size, size, self._spec.channels) if size
+             else self.info.input_shape)
+
     def prepare(position, example):
       del position
       index, (image, label) = example
       key = tf.stack([tf.constant(epoch_seed, tf.int64), index])
-      return self._fields(self._train_image(image, key), label, 1.0)
+      return self._fields(self._train_image(image, key, size), label, 1.0,
+                          shape)
 
     return self._batches(_keep_slices(ds, shard), prepare, shard)
 
@@ -157,9 +190,17 @@ class TfdsDataset(base.Dataset):
     ds = ds.batch(shard.size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     return iter(self._tfds.as_numpy(ds))
 
-  def _fields(self, image, label, weight):
+  def train_resolution(self, epoch: int) -> int | None:
+    """The training crop size of `epoch` (imagenet2012), else None."""
+    if self._spec.augmentation != "inception":
+      return None
+    if self._progressive is None:
+      return self._image_size
+    return progressive_resolution(epoch, *self._progressive)
+
+  def _fields(self, image, label, weight, shape=None):
     tf = self._tf
-    image = tf.ensure_shape(image, self.info.input_shape)
+    image = tf.ensure_shape(image, shape or self.info.input_shape)
     return {"inputs": image, "labels": tf.cast(label, tf.int32),
             "weights": tf.cast(weight, tf.float32)}
 
@@ -181,10 +222,10 @@ class TfdsDataset(base.Dataset):
     image = self._tf.cast(image, self._tf.float32) / 255.0
     return (image - self._spec.mean) / self._spec.std
 
-  def _train_image(self, encoded, key):
+  def _train_image(self, encoded, key, size=None):
     tf, augmentation = self._tf, self._spec.augmentation
     if not (self._augment and augmentation):
-      return self._test_image(encoded)
+      return self._test_image(encoded, size)
     crop_key, flip_key = tf.unstack(tf.random.split(key, 2))
     if augmentation == "crop_flip":
       image = self._decode(encoded)
@@ -192,14 +233,14 @@ class TfdsDataset(base.Dataset):
       image = tf.image.stateless_random_crop(image, self.info.input_shape,
                                              seed=crop_key)
     else:
-      image = self._inception_crop(encoded, crop_key)
+      image = self._inception_crop(encoded, crop_key, size)
     image = tf.image.stateless_random_flip_left_right(image, seed=flip_key)
     return self._normalise(image)
 
-  def _test_image(self, encoded):
+  def _test_image(self, encoded, size=None):
     if self._spec.augmentation != "inception":
       return self._normalise(self._decode(encoded))
-    tf, size = self._tf, self._image_size
+    tf, size = self._tf, size or self._image_size
     image = tf.io.decode_jpeg(encoded, channels=3)
     hw = tf.cast(tf.shape(image)[:2], tf.float32)
     scale = round(size / CROP_FRACTION) / tf.reduce_min(hw)
@@ -209,9 +250,9 @@ class TfdsDataset(base.Dataset):
     image = tf.image.crop_to_bounding_box(image, top, left, size, size)
     return self._normalise(image)
 
-  def _inception_crop(self, encoded, key):
+  def _inception_crop(self, encoded, key, size=None):
     """A random crop of 8%-100% of the area, aspect 3/4-4/3, resized."""
-    tf = self._tf
+    tf, size = self._tf, size or self._image_size
     begin, crop, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.io.extract_jpeg_shape(encoded),
         bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=key,
@@ -220,7 +261,7 @@ class TfdsDataset(base.Dataset):
         use_image_if_no_bounding_boxes=True)
     window = tf.concat([begin[:2], crop[:2]], axis=0)
     image = tf.io.decode_and_crop_jpeg(encoded, window, channels=3)
-    return tf.image.resize(image, (self._image_size, self._image_size))
+    return tf.image.resize(image, (size, size))
 
   def _decode(self, encoded):
     return self._tf.io.decode_image(encoded, channels=self._spec.channels,

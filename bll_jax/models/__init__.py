@@ -38,7 +38,8 @@ def build(model_config, num_classes: int, input_shape: tuple[int, ...]
                tuple(model_config.strides), num_classes, spatial_ndim,
                norm=model_config.norm, head=model_config.head)
   if name.startswith("resnet") and name in MODELS:
-    return resnet(int(name[len("resnet"):]), num_classes, model_config.stem)
+    return resnet(int(name[len("resnet"):]), num_classes, model_config.stem,
+                  int(model_config.width))
   if name == "transformer":
     return transformer(model_config.num_layers, model_config.d_model,
                        model_config.num_heads, model_config.mlp_dim,

@@ -23,15 +23,16 @@ _Conv = functools.partial(nn.Conv, use_bias=False)
 
 class Stem(nn.Module):
   kind: str = "cifar"
+  width: int = 64
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     if x.ndim == 3:                                # [B, H, W]: one channel
       x = x[..., None]
     if self.kind == "cifar":
-      x = _Conv(64, (3, 3))(x)
+      x = _Conv(self.width, (3, 3))(x)
       return _BatchNorm(use_running_average=not train)(x)
-    x = _Conv(64, (7, 7), strides=(2, 2), padding=[(3, 3), (3, 3)])(x)
+    x = _Conv(self.width, (7, 7), strides=(2, 2), padding=[(3, 3), (3, 3)])(x)
     x = _BatchNorm(use_running_average=not train)(x)
     # max-pool commutes with the ReLU that follows, so it can come first.
     return nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
@@ -82,17 +83,24 @@ _STAGES = {18: ((2, 2, 2, 2), BasicBlock), 34: ((3, 4, 6, 3), BasicBlock),
            50: ((3, 4, 6, 3), Bottleneck)}
 
 
-def resnet(depth: int, num_classes: int, stem: str = "cifar") -> base.LayerStack:
-  """`1 + sum(stage sizes) + 1` units (10 for ResNet-18, 18 for ResNet-50)."""
+def resnet(depth: int, num_classes: int, stem: str = "cifar",
+           width: int = 64) -> base.LayerStack:
+  """`1 + sum(stage sizes) + 1` units (10 for ResNet-18, 18 for ResNet-50).
+
+  `width` is the channel count of the stem and the first stage (64 in the
+  standard networks; the stages double it).
+  """
   if depth not in _STAGES:
     raise ValueError(f"depth must be one of {sorted(_STAGES)}, got {depth!r}")
   if stem not in ("cifar", "imagenet"):
     raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
+  if width < 1:
+    raise ValueError(f"width must be a positive integer, got {width!r}")
   sizes, block = _STAGES[depth]
-  units = [Stem(stem)]
+  units = [Stem(stem, width)]
   for i, size in enumerate(sizes):
     for j in range(size):
-      units.append(block(64 * 2**i, strides=2 if i > 0 and j == 0 else 1))
+      units.append(block(width * 2**i, strides=2 if i > 0 and j == 0 else 1))
   units.append(PoolHead(num_classes))
   acts = (nn.relu,) * (len(units) - 1) + (base.identity,)
   positions = (2,) * (len(units) - 1) + (0,)

@@ -1,0 +1,1 @@
+"""Experiment scripts and configs (run from the repository root)."""

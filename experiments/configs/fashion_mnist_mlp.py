@@ -1,0 +1,12 @@
+"""Fashion-MNIST, MLP 784-512-512-512-10 in 4 blocks, 5 epochs, Adam 1e-3.
+
+THEORY.md's prototype setting (its best block-local variant reached 0.847,
+backprop 0.874).
+"""
+from experiments.configs import CLASSIFICATION
+
+EXPERIMENT = {
+    "title": "Fashion-MNIST, MLP 784-512-512-512-10, 4 blocks",
+    "preset": "fashion_mnist_mlp",
+    "methods": CLASSIFICATION,
+}

@@ -1,0 +1,10 @@
+"""Sorting (16 symbols, length 16), 8-layer Transformer in 4 blocks."""
+from experiments.configs import SEQUENCE
+
+EXPERIMENT = {
+    "title": "Sort, 8-layer pre-LN Transformer (d 128), 4 blocks",
+    "preset": "seq_transformer",
+    "flags": ["--dataset.name", "sort"],
+    "methods": SEQUENCE,
+    "metrics": ("test_accuracy", "test_exact_match"),
+}

@@ -1,0 +1,170 @@
+"""Rebuild `RESULTS.md` (and its plots) from the JSON files of the runs.
+
+    python experiments/make_table.py
+
+Reads `experiments/results/<experiment>/*.json` (written by
+`experiments/sweep.py`), writes one table per experiment: test accuracy (and
+exact-sequence accuracy for sequence tasks) as mean ± standard deviation over
+seeds, each block's own test accuracy, time and machine; experiments not run
+here get a row saying why. Plots go to `experiments/results/plots/`:
+learning curves (test accuracy per epoch) and each block's own accuracy by
+depth. The tables of `experiments/authors_recipe.py` are appended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from experiments import configs  # noqa: E402
+from experiments import sweep  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_runs(results: str, name: str) -> dict[str, list[dict]]:
+  """label -> the summaries of its seeds, in the order of the config."""
+  runs: dict[str, list[dict]] = {}
+  for path in sorted(glob.glob(os.path.join(results, name, "*.json"))):
+    with open(path) as f:
+      summary = json.load(f)
+    runs.setdefault(summary.get("label", summary["method"]), []).append(summary)
+  return runs
+
+
+def _mean_std(values) -> str:
+  values = [v for v in values if v is not None]
+  if not values:
+    return "-"
+  if len(values) == 1:
+    return f"{values[0]:.4f}"
+  return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def _machine(summary: dict) -> str:
+  m = summary.get("machine", {})
+  return (f"{m.get('backend', '?')} ({m.get('processor', '?')}, "
+          f"{m.get('cpu_count', '?')} CPUs), jax {m.get('jax', '?')}")
+
+
+def per_block_means(runs: list[dict]) -> list[float | None]:
+  out = []
+  for k in range(len(runs[0]["per_block_test_accuracy"])):
+    values = [r["per_block_test_accuracy"][k] for r in runs]
+    out.append(None if values[0] is None else statistics.mean(values))
+  return out
+
+
+def table(experiment: dict, runs: dict[str, list[dict]]) -> list[str]:
+  metrics = experiment["metrics"]
+  head = ["run", "seeds"] + [m.replace("test_", "test ").replace("_", " ")
+                              for m in metrics]
+  head += ["per-block test accuracy (mean, block 1 ... output)",
+           "train s/run", "machine"]
+  lines = ["| " + " | ".join(head) + " |",
+           "|" + " --- |" * len(head)]
+  if not experiment["run_here"] and not runs:
+    lines.append(f"| all | - | not run here: {experiment['why_not']} |"
+                 + " |" * (len(head) - 3))
+    return lines
+  for label in experiment["runs"]:
+    if label not in runs:
+      lines.append(f"| {label} | 0 | not run yet |" + " |" * (len(head) - 3))
+      continue
+    group = runs[label]
+    blocks = ", ".join("-" if v is None else f"{v:.3f}"
+                       for v in per_block_means(group))
+    seconds = statistics.mean(r.get("train_seconds") or 0.0 for r in group)
+    cells = [label, str(len(group))]
+    cells += [_mean_std([r.get(m) for r in group]) for m in metrics]
+    cells += [blocks, f"{seconds:.0f}", _machine(group[0])]
+    lines.append("| " + " | ".join(cells) + " |")
+  return lines
+
+
+def plots(experiment: dict, runs: dict[str, list[dict]], out: str
+          ) -> list[str]:
+  """Learning curves and per-block accuracy by depth; returns the PNG paths."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  os.makedirs(out, exist_ok=True)
+  name = experiment["name"]
+  fig, (curves, depth) = plt.subplots(1, 2, figsize=(12, 4.5))
+  for label in experiment["runs"]:
+    if label not in runs:
+      continue
+    group = runs[label]
+    epochs = min(len(r["history"]) for r in group)
+    xs = [group[0]["history"][e]["epoch"] for e in range(epochs)]
+    ys = [statistics.mean(r["history"][e]["test/accuracy"] for r in group)
+          for e in range(epochs)]
+    curves.plot(xs, ys, marker="o", label=label)
+    blocks = per_block_means(group)
+    ks = [k + 1 for k, v in enumerate(blocks) if v is not None]
+    depth.plot(ks, [v for v in blocks if v is not None], marker="o",
+               label=label)
+  curves.set(xlabel="epoch", ylabel="test accuracy (mean over seeds)",
+             title="learning curves")
+  depth.set(xlabel="block (the last is the output)",
+            ylabel="the block's own test accuracy",
+            title="accuracy by depth")
+  depth.legend(fontsize=7, loc="lower right")
+  fig.suptitle(experiment.get("title", name))
+  fig.tight_layout()
+  path = os.path.join(out, f"{name}.png")
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return [path]
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--results", default=sweep.RESULTS)
+  parser.add_argument("--out", default=os.path.join(ROOT, "RESULTS.md"))
+  args = parser.parse_args(argv)
+  lines = ["# Results", "",
+           "Generated by `python experiments/make_table.py` from the JSON "
+           "files under `experiments/results/` (each the `summary.json` of one "
+           "`bll-train` run, written by `python experiments/sweep.py "
+           "<experiment>`). Test accuracy is mean ± standard deviation over "
+           "seeds; per-block accuracy is each block's own prediction "
+           "`argmax q(y | alpha_k)` (an auxiliary classifier's for the "
+           "authors' recipe; `-` where a method has none). Configs: "
+           "`experiments/configs/`.", ""]
+  plot_dir = os.path.join(args.results, "plots")
+  for name in configs.names():
+    experiment = configs.load(name)
+    runs = load_runs(args.results, name)
+    lines += [f"## {experiment.get('title', name)}", "",
+              f"`experiments/configs/{name}.py`; preset "
+              f"`{experiment['preset']}`, flags "
+              f"`{' '.join(experiment['flags']) or '(none)'}`; seeds "
+              f"{', '.join(map(str, experiment['seeds']))}.", ""]
+    lines += table(experiment, runs)
+    if runs:
+      for path in plots(experiment, runs, plot_dir):
+        rel = os.path.relpath(path, os.path.dirname(args.out))
+        lines += ["", f"![{name}]({rel})"]
+    lines.append("")
+  authors = sorted(glob.glob(os.path.join(args.results, "authors", "*.md")))
+  if authors:
+    lines += ["## The authors' recipe: gradient share of its loss terms", "",
+              "From `python experiments/authors_recipe.py`.", ""]
+    for path in authors:
+      with open(path) as f:
+        lines += [f.read().strip(), ""]
+  with open(args.out, "w") as f:
+    f.write("\n".join(lines) + "\n")
+  print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+  main()
