@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--print-config", action="store_true",
                       default=argparse.SUPPRESS,
                       help="print the resolved config and exit")
+  parser.add_argument("--processes", type=int, default=argparse.SUPPRESS,
+                      help="run as N processes on this machine, one block "
+                           "(stage) and one core each (bll_jax.launch)")
   return parser
 
 
@@ -132,7 +135,20 @@ def _check_method_conflicts(config, explicit: set[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  """Runs the command line; returns the exit status (0, 1 or 2)."""
+  """Runs the command line; returns the exit status (0, 1 or 2).
+
+  `--processes N` hands the rest of the command line to
+  :mod:`bll_jax.launch`: N worker processes on this machine, one per core.
+  """
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if "--processes" in argv:
+    i = argv.index("--processes")
+    if i + 1 >= len(argv) or not argv[i + 1].isdigit():
+      print("bll-train: error: --processes needs a positive integer",
+            file=sys.stderr)
+      return 2
+    from bll_jax import launch
+    return launch.launch(int(argv[i + 1]), argv[:i] + argv[i + 2:])
   config, explicit = config_from_args(argv)
   print_config = config.print_config
   del config.print_config

@@ -105,8 +105,12 @@ def _parallel(config, engine):
   pipeline = None
   if config.schedule == "pipelined":
     schedules.check_pipelined(engine)
+    if config.pipeline == "spmd" and jax.process_count() > 1:
+      raise ValueError("pipeline 'spmd' runs in one process; with several "
+                       "processes use 'mpmd' (or 'auto')")
     use_spmd = config.pipeline == "spmd" or (
-        config.pipeline == "auto" and spmd.homogeneous_middle(engine)
+        config.pipeline == "auto" and jax.process_count() == 1
+        and spmd.homogeneous_middle(engine)
         and len(spmd.homogeneous_middle(engine)) % mesh.shape["block"] == 0
         and mesh.shape["block"] > 1)
     pipeline = spmd.StackedPipeline(engine, mesh) if use_spmd else parallel
@@ -168,14 +172,29 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
   batch_size, seed = int(cfg.batch_size), int(cfg.seed)
   sample = np.zeros((batch_size,) + dataset.info.input_shape,
                     dataset.info.input_dtype)
-  state = run.parallel.place(engine.init(jax.random.key(seed), sample))
+  initial = engine.init(jax.random.key(seed), sample)
+  state = run.parallel.place(initial)
   progress: dict[str, Any] = {"sums": {}, "count": 0, "history": []}
   latest = checkpoints.latest_step() if cfg.resume else None
-  if latest is not None:
-    state, progress = checkpoints.restore(latest, state)
-  shard = {"process_index": jax.process_index(),
-           "process_count": jax.process_count()}
-  local = jax.process_count() > 1
+  if latest is not None and jax.process_count() == 1:
+    state, progress = checkpoints.restore(latest, state)   # onto this mesh
+  elif latest is not None:        # saved from the host (see `save` below)
+    state, progress = checkpoints.restore(latest, jax.device_get(initial))
+    state = run.parallel.place(state)
+
+  def save(step, state):
+    """Orbax writes arrays in place in one process; with several, a block
+    lives on one process's devices, which orbax refuses: the state then
+    goes through the host of every process, and process 0 writes it."""
+    if jax.process_count() > 1:
+      state = _on_host(state, run.mesh)
+    checkpoints.save(step, state, progress)
+  # Data parallel across processes: each reads its rows of every batch.
+  # Blocks across processes (MPMD stages): every process builds the global
+  # batch (each stage takes what its blocks need from it).
+  local = jax.process_count() > 1 and run.mesh.shape["block"] == 1
+  shard = ({"process_index": jax.process_index(),
+            "process_count": jax.process_count()} if local else {})
 
   def step_fn(state, batch, key):
     return run.parallel.sync_step(state, batch, key, local=local)
@@ -183,7 +202,7 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
   step_key = jax.random.fold_in(jax.random.key(seed), 1)
   writer = metric_writers.MetricWriter(workdir) if chief else None
 
-  step = int(state.step)
+  step = int(_on_host(state.step, run.mesh))
   first_step_of_run, train_seconds = step, 0.0
   pending: list[Any] = []
 
@@ -192,7 +211,7 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
     nonlocal pending
     if not pending:
       return None
-    records = jax.device_get(pending)
+    records = _on_host(pending, run.mesh)
     _check_finite(records, current_step - len(records) + 1, checkpoints)
     for record in records:
       for name, value in record.items():
@@ -232,7 +251,7 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
         _postfix(bar, engine, flush(step))
       if save_now:
         train_seconds += time.perf_counter() - tick
-        checkpoints.save(step, state, progress)
+        save(step, state)
         tick = time.perf_counter()
       if at_end:
         break
@@ -241,7 +260,7 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
     bar.close()
 
     # Evaluated on one device: the blocks' states may live on several.
-    test = evaluate_lib.evaluate(engine, jax.device_get(state), dataset,
+    test = evaluate_lib.evaluate(engine, _on_host(state, run.mesh), dataset,
                                  int(cfg.eval_batch_size))
     count = max(progress["count"], 1)
     record = {"epoch": epoch + 1, "step": step,
@@ -251,7 +270,7 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
       writer.write(step, record)
     progress["history"].append(record)
     progress["sums"], progress["count"] = {}, 0
-    checkpoints.save(step, state, progress)
+    save(step, state)
     if cfg.progress:
       blocks = ", ".join("-" if a is None else f"{a:.3f}"
                          for a in test["per_block_accuracy"])
@@ -308,6 +327,38 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(_jsonable(summary), f, indent=2)
   return summary
+
+
+def _on_host(tree, mesh):
+  """`tree` as host arrays, in every process.
+
+  An array that not every process holds (a block of another stage, its
+  metrics) is copied to one device of every process in turn (cross-process
+  transfers are one-to-one) and each process reads its own copy. What is
+  copied depends only on where arrays live, not on which process asks, so
+  every process makes the same transfers; all must call this together.
+  """
+  if jax.process_count() == 1:
+    return jax.device_get(tree)
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec
+  every = sorted({d.process_index for d in mesh.devices.flat})
+  targets = {}
+  for device in mesh.devices.flat:
+    targets.setdefault(device.process_index, NamedSharding(
+        Mesh(np.asarray([device]), ("one",)), PartitionSpec()))
+  leaves, treedef = jax.tree.flatten(tree)
+  out = []
+  for leaf in leaves:
+    if not isinstance(leaf, jax.Array):
+      out.append(leaf)
+      continue
+    holders = sorted({d.process_index for d in leaf.sharding.device_set})
+    if holders == every and leaf.is_fully_replicated:
+      out.append(np.asarray(leaf.addressable_shards[0].data))
+      continue
+    copies = [jax.device_put(leaf, targets[p]) for p in every]
+    out.append(np.asarray(copies[every.index(jax.process_index())]))
+  return jax.tree.unflatten(treedef, out)
 
 
 def _postfix(bar, engine, last):

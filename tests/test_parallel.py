@@ -273,3 +273,30 @@ def test_bll_train_on_a_mesh_records_mesh_and_schedule(tmp_path, flags,
                                      "block": spec.block}
   assert np.isfinite(summary["final_train_loss"])
   assert 0.0 <= summary["test_accuracy"] <= 1.0
+
+
+# ------------------------------------------------------------------ GPipe
+
+
+@pytest.mark.parametrize("spec,micro", [("block=4", 1), ("block=4", 4),
+                                        ("data=2,block=2", 4)])
+def test_gpipe_equals_backprop_on_the_whole_batch(spec, micro):
+  from bll_jax.parallel import gpipe
+  edges = blocks.boundaries(len(MLP), 4)
+  engine = step.Engine(MLP, edges, [blocks.Latent(families.Gaussian())] * 3,
+                       method="bp", feedback_mode="chained",
+                       num_classes=NUM_CLASSES, input_shape=(12,),
+                       input_dtype=jnp.float32, tx=optax.adam(1e-2))
+  (full,) = _batches(1, 32)
+  state0 = engine.init(jax.random.key(0), full["inputs"])
+  expected, metrics = engine.train_step(state0, full, jax.random.key(1))
+  pipe = gpipe.GPipe(engine, _mesh(spec, engine))
+  size = 32 // micro
+  micro_batches = [{k: v[i * size:(i + 1) * size] for k, v in full.items()}
+                   for i in range(micro)]
+  got, loss = pipe.step(pipe.parallel.place(state0), micro_batches,
+                        jax.random.key(1))
+  assert _max_diff(got.blocks, expected.blocks) < 1e-6
+  np.testing.assert_allclose(loss, metrics["block3/loss"], rtol=1e-6)
+  with pytest.raises(ValueError, match="must be 'bp'"):
+    gpipe.GPipe(_engine(MLP), _mesh(spec, engine))

@@ -19,11 +19,28 @@ from typing import Any, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh
 
 from bll_jax import step as step_lib
 from bll_jax.parallel import mesh as mesh_lib
 from bll_jax.parallel import schedules
+
+
+def _place(value, sharding) -> jax.Array:
+  """Host (or local) data onto `sharding`, which may span other processes.
+
+  Each process supplies only its own devices' parts (every process holds
+  the same global value), so a stage on another process's devices costs
+  this process nothing.
+  """
+  if jax.process_count() == 1 or isinstance(value, jax.Array) and (
+      not value.is_fully_addressable):
+    return jax.device_put(value, sharding)
+  value = np.asarray(value)
+  return jax.make_array_from_callback(value.shape, sharding,
+                                      lambda index: value[index],
+                                      dtype=value.dtype)
 
 
 class BlockParallel:
@@ -74,7 +91,7 @@ class BlockParallel:
 
   def place(self, state: step_lib.TrainState) -> step_lib.TrainState:
     """Moves every block's state to its stage, the feedback's to stage 0."""
-    return jax.device_put(state, self.state_shardings(state))
+    return jax.tree.map(_place, state, self.state_shardings(state))
 
   def batch_on(self, batch: dict[str, Any], stage: int,
                local: bool = False) -> dict[str, jax.Array]:
@@ -90,10 +107,14 @@ class BlockParallel:
     if local:
       return {k: jax.make_array_from_process_local_data(sharding, v)
               for k, v in batch.items()}
-    return jax.device_put(dict(batch), sharding)
+    return {k: _place(v, sharding) for k, v in batch.items()}
 
   def key_on(self, key: jax.Array, stage: int) -> jax.Array:
-    return jax.device_put(key, self._replicated(stage))
+    if jax.process_count() == 1:
+      return jax.device_put(key, self._replicated(stage))
+    data = _place(np.asarray(jax.random.key_data(key)),
+                  self._replicated(stage))
+    return jax.random.wrap_key_data(data)
 
   # ------------------------------------------------------------- schedules
 
@@ -215,8 +236,9 @@ class BlockParallel:
         template = {"labels": next(iter(labels.values())),
                     "weights": next(iter(weights.values()))}
         fb_state, m_fb = engine.feedback_step(
-            fb_state, *schedules.feedback_inputs(engine, etas, labels,
-                                                 weights, template))
+            fb_state, *schedules.feedback_inputs(
+                engine, etas, labels, weights, template,
+                place=lambda x: _place(x, self._sharded(0))))
         feedback_losses.append(m_fb["loss"])
       t += 1
     new_state = step_lib.TrainState(state.step + len(metrics), tuple(blocks),

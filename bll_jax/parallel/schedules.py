@@ -39,6 +39,7 @@ from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from bll_jax import step as step_lib
 
@@ -71,13 +72,6 @@ def bubble_fraction(num_micro_batches: int, num_stages: int) -> float:
   """
   ticks = num_micro_batches + num_stages - 1
   return (num_stages - 1) / ticks
-
-
-def zeros_like_eta(engine: step_lib.Engine, k: int, batch_size: int,
-                   dtype=jnp.float32) -> jax.Array:
-  """Placeholder natural parameters of block `k` (weight 0 in the loss)."""
-  shape = (batch_size,) + tuple(engine.eta_shapes[k][1:])
-  return jnp.zeros(shape, dtype)
 
 
 def pipelined_reference(engine: step_lib.Engine, state: step_lib.TrainState,
@@ -137,11 +131,13 @@ def pipelined_reference(engine: step_lib.Engine, state: step_lib.TrainState,
 
 
 def feedback_inputs(engine: step_lib.Engine, etas: dict, labels: dict,
-                    weights: dict, template: dict[str, Any]):
+                    weights: dict, template: dict[str, Any],
+                    place=lambda x: x):
   """`(etas, labels, weights)` tuples over the hidden blocks for one tick.
 
   Blocks idle in this tick get zero placeholders with zero weights, so the
-  feedback step has one shape for every tick (one compile).
+  feedback step has one shape for every tick (one compile). `place` puts a
+  host placeholder where the feedback lives (several devices or processes).
   """
   batch_size = template["labels"].shape[0]
   out_etas, out_labels, out_weights = [], [], []
@@ -151,7 +147,10 @@ def feedback_inputs(engine: step_lib.Engine, etas: dict, labels: dict,
       out_labels.append(labels[k])
       out_weights.append(weights[k])
     else:
-      out_etas.append(zeros_like_eta(engine, k, batch_size))
-      out_labels.append(jnp.zeros_like(template["labels"]))
-      out_weights.append(jnp.zeros_like(template["weights"]))
+      out_etas.append(place(np.zeros(
+          (batch_size,) + tuple(engine.eta_shapes[k][1:]), np.float32)))
+      out_labels.append(place(np.zeros(template["labels"].shape,
+                                       template["labels"].dtype)))
+      out_weights.append(place(np.zeros(template["weights"].shape,
+                                        template["weights"].dtype)))
   return tuple(out_etas), tuple(out_labels), tuple(out_weights)

@@ -1,0 +1,155 @@
+r"""Backprop pipelined over the same stages, GPipe-style: the peer to beat.
+
+One step of `M` micro-batches (Huang et al., 2019, with re-materialisation):
+
+1. forward: at tick `t`, stage `s` runs its blocks on micro-batch `t - s`
+   and keeps only the stage's *input* for that micro-batch;
+2. backward, in reverse: the last stage computes the loss of each micro-batch
+   (scaled by `1/M`) and its cotangent; at backward tick `u`, stage `s`
+   recomputes its forward on micro-batch `M - 1 - (u - (S - 1 - s))` and
+   pulls the cotangent through it (`jax.vjp`), accumulating its gradients
+   and passing the input cotangent to stage `s - 1`;
+3. flush: every block applies the accumulated gradient with its own optax
+   state, once, and the next step starts with an empty pipeline.
+
+Each stage idles `S - 1` of the `M + S - 1` ticks of each pass, every step:
+the bubble is `(S - 1) / (M + S - 1)` *per step*, where the block-local
+pipeline fills once per stream. A stage holds `M` stage inputs at once. The
+update equals backprop on the whole batch of `M` micro-batches (tested, for
+networks without BatchNorm, whose statistics are per micro-batch here).
+Stages are the MPMD stages of :class:`bll_jax.parallel.mpmd.BlockParallel`:
+one jit per stage on its own devices, transfers by `jax.device_put`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from bll_jax import step as step_lib
+from bll_jax.parallel import mpmd
+
+
+class GPipe:
+  """GPipe backprop of a `bp` engine over the stages of a mesh."""
+
+  def __init__(self, engine: step_lib.Engine, mesh):
+    if engine.method != "bp":
+      raise ValueError(f"GPipe runs backprop: the engine's method must be "
+                       f"'bp', got {engine.method!r}")
+    self.engine = engine
+    self.parallel = mpmd.BlockParallel(engine, mesh)
+    self.stage_blocks = self.parallel.stage_blocks
+
+  @property
+  def num_stages(self) -> int:
+    return len(self.stage_blocks)
+
+  # ------------------------------------------------------ stage programs
+
+  def _stage_forward(self, s, params, stats, h, key):
+    """The stage's blocks in turn, train mode: `(h_out, new stats)`."""
+    new_stats = []
+    for i, k in enumerate(self.stage_blocks[s]):
+      _, h, st = self.engine._forward(k, params[i], stats[i], h, True, key)
+      new_stats.append(st)
+    return h, tuple(new_stats)
+
+  @functools.cache
+  def forward(self, s):
+    def fwd(blocks, h, key):
+      params = tuple(b.params for b in blocks)
+      stats = tuple(b.batch_stats for b in blocks)
+      return self._stage_forward(s, params, stats, h, key)
+    return jax.jit(fwd)
+
+  @functools.cache
+  def backward(self, s):
+    """`(grads, input cotangent)`; the last stage starts from its loss."""
+    last = s == self.num_stages - 1
+    engine = self.engine
+
+    def bwd(blocks, h, cotangent, labels, weights, key, scale):
+      stats = tuple(b.batch_stats for b in blocks)
+
+      def f(params, h):
+        out, _ = self._stage_forward(s, params, stats, h, key)
+        if not last:
+          return out
+        per_example = step_lib.task_loss(out, labels,
+                                         engine.objective.label_smoothing)
+        return scale * step_lib.weighted_mean(per_example, weights)
+
+      params = tuple(b.params for b in blocks)
+      value, pull = jax.vjp(f, params, h)
+      seed = jnp.ones_like(value) if last else cotangent
+      grads, h_cotangent = pull(seed)
+      return grads, h_cotangent, (value if last else jnp.zeros(()))
+
+    return jax.jit(bwd)
+
+  @functools.cache
+  def apply(self, s):
+    engine = self.engine
+
+    def update(blocks, grads):
+      return tuple(engine._update(engine.tx, b, g, b.batch_stats)
+                   for b, g in zip(blocks, grads))
+
+    return jax.jit(update)
+
+  # ---------------------------------------------------------------- step
+
+  def step(self, state: step_lib.TrainState,
+           micro_batches: Sequence[dict[str, Any]], key: jax.Array):
+    """One GPipe step over `M` micro-batches; returns `(state, loss)`."""
+    par, num_stages, m_total = self.parallel, self.num_stages, len(
+        micro_batches)
+    stages = [tuple(state.blocks[k] for k in blocks)
+              for blocks in self.stage_blocks]
+    keys = [par.key_on(key, s) for s in range(num_stages)]
+    on = [[None] * num_stages for _ in range(m_total)]
+    inputs = [[None] * m_total for _ in range(num_stages)]
+    out = {}
+    # Forward: stage s on micro-batch t - s; only its input is kept.
+    for t in range(m_total + num_stages - 1):
+      for s in range(num_stages):
+        m = t - s
+        if not 0 <= m < m_total:
+          continue
+        on[m][s] = par.batch_on(micro_batches[m], s)
+        h = (on[m][s]["inputs"] if s == 0
+             else jax.device_put(out[(s - 1, m)], par._sharded(s)))
+        inputs[s][m] = h
+        out[(s, m)], new_stats = self.forward(s)(stages[s], h, keys[s])
+        stages[s] = tuple(b._replace(batch_stats=st)
+                          for b, st in zip(stages[s], new_stats))
+    # Backward, in reverse micro-batch order, then one update per block.
+    grads = [None] * num_stages
+    cotangents, loss = {}, 0.0
+    for u in range(m_total + num_stages - 1):
+      for s in reversed(range(num_stages)):
+        m = m_total - 1 - (u - (num_stages - 1 - s))
+        if not 0 <= m < m_total:
+          continue
+        last = s == num_stages - 1
+        cot = (None if last else
+               jax.device_put(cotangents.pop((s + 1, m)), par._sharded(s)))
+        g, cotangents[(s, m)], value = self.backward(s)(
+            stages[s], inputs[s][m], cot, on[m][s]["labels"],
+            on[m][s]["weights"], keys[s], 1.0 / m_total)
+        inputs[s][m] = None
+        grads[s] = g if grads[s] is None else jax.tree.map(jnp.add, grads[s], g)
+        if last:
+          loss = loss + value
+    new_blocks = list(state.blocks)
+    for s, blocks in enumerate(self.stage_blocks):
+      updated = self.apply(s)(stages[s], grads[s])
+      for k, b in zip(blocks, updated):
+        new_blocks[k] = b
+    return step_lib.TrainState(state.step + 1, tuple(new_blocks),
+                               state.feedback), loss

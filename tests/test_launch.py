@@ -1,0 +1,154 @@
+"""One process per block on this machine: real processes, real kills."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from bll_jax import checkpoint as checkpoint_lib
+from bll_jax import cli
+from bll_jax import launch
+from bll_jax import train
+from bll_jax.parallel import mesh as mesh_lib
+from bll_jax.parallel import schedules
+
+TINY = ["--model.name", "mlp", "--model.widths", "32,32,32", "--batch-size",
+        "50", "--eval-batch-size", "500", "--progress", "false",
+        "--log-every-steps", "5"]
+
+
+def _launch(args, timeout=300):
+  return subprocess.run([sys.executable, "-m", "bll_jax.launch", *args],
+                        capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def pipelined_run(tmp_path_factory):
+  """Two workers, one core each, 12 micro-batches through the pipeline."""
+  if len(os.sched_getaffinity(0)) < 2:
+    pytest.fail("the launcher tests need 2 cores (CI has 2)")
+  workdir = tmp_path_factory.mktemp("pipelined")
+  flags = TINY + ["--schedule", "pipelined", "--steps", "12", "--workdir",
+                  str(workdir)]
+  out = _launch(["-n", "2", "--", *flags])
+  assert out.returncode == 0, out.stderr[-3000:]
+  return workdir, flags
+
+
+def test_two_processes_pipelined_equal_the_sequential_simulation(pipelined_run):
+  workdir, flags = pipelined_run
+  config, _ = cli.config_from_args(flags + ["--mesh", "data=1,block=2"])
+  del config.print_config
+  run = train.prepare(config)
+  dataset, engine = run.dataset, run.engine
+  seed = int(config.seed)
+  sample = np.zeros((50,) + dataset.info.input_shape, np.float32)
+  initial = engine.init(jax.random.key(seed), sample)
+  batches = list(dataset.train_batches(50, seed=seed, epoch=0))[:12]
+  step_key = jax.random.fold_in(jax.random.key(seed), 1)
+  keys = [jax.random.fold_in(step_key, i) for i in range(12)]
+  reference, _, _ = schedules.pipelined_reference(
+      engine, initial, batches, keys, mesh_lib.stages(engine.num_blocks, 2))
+  checkpoints = checkpoint_lib.Checkpointer(workdir / "checkpoints")
+  assert checkpoints.latest_step() == 12
+  state, _ = checkpoints.restore(12, jax.device_get(initial))
+  checkpoints.close()
+  for got, want in zip(jax.tree.leaves(state), jax.tree.leaves(reference)):
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+  summary = json.loads((workdir / "summary.json").read_text())
+  assert summary["mesh"]["axes"] == {"data": 1, "block": 2}
+  assert summary["pipeline"] == "BlockParallel"
+
+
+def test_each_worker_runs_on_one_core_of_its_own(pipelined_run):
+  workdir, _ = pipelined_run
+  workers = json.loads((workdir / "launch.json").read_text())["workers"]
+  assert [w["affinity"] for w in workers] == [[w["core"]] for w in workers]
+  assert len({w["core"] for w in workers}) == 2
+  for w in workers:
+    # CPU time can exceed wall time only with more than one core busy.
+    assert w["cpu_seconds"] <= 1.05 * w["wall_seconds"], w
+
+
+def test_a_killed_worker_stops_the_others_and_the_checkpoint_resumes(tmp_path):
+  workdir = tmp_path / "run"
+  flags = TINY + ["--steps", "2000", "--epochs", "50", "--checkpoint-every-steps",
+                  "10", "--workdir", str(workdir)]
+  launcher = subprocess.Popen(
+      [sys.executable, "-m", "bll_jax.launch", "-n", "2", "--", *flags],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+      steps = [int(d) for d in os.listdir(workdir / "checkpoints")
+               if d.isdigit()] if (workdir / "checkpoints").exists() else []
+      if steps and max(steps) >= 20:
+        break
+      assert launcher.poll() is None, launcher.communicate()
+      time.sleep(0.2)
+    else:
+      pytest.fail("no checkpoint within 240 s")
+    pids = json.loads((workdir / "workers.json").read_text())
+    killed_at = time.monotonic()
+    os.kill(pids[1]["pid"], signal.SIGKILL)
+    _, err = launcher.communicate(timeout=60)
+    stopped_in = time.monotonic() - killed_at
+  finally:
+    if launcher.poll() is None:
+      launcher.kill()
+  assert launcher.returncode == 1
+  assert stopped_in < 30, stopped_in
+  lines = [l for l in err.splitlines() if l.startswith("bll-train: error")]
+  assert lines == [f"bll-train: error: worker 1 (pid {pids[1]['pid']}, core "
+                   f"{pids[1]['core']}) killed by SIGKILL; stopping the other "
+                   "workers"], err[-2000:]
+  for worker in pids:                       # nobody is left running
+    assert not os.path.exists(f"/proc/{worker['pid']}") or open(
+        f"/proc/{worker['pid']}/stat").read().split()[2] == "Z"
+  assert not (workdir / "summary.json").exists()
+  # The last checkpoint is intact: resume it, in one process, to the end.
+  resumed = cli.main(flags[:-2] + ["--workdir", str(workdir), "--resume",
+                                   "true", "--steps", "60", "--mesh", "data=1"])
+  assert resumed == 0
+  summary = json.loads((workdir / "summary.json").read_text())
+  assert summary["steps"] == 60
+
+
+def test_bad_launches_fail_in_one_line_before_any_worker_starts(tmp_path):
+  cores = len(os.sched_getaffinity(0))
+  cases = [
+      (["-n", "2", "--", *TINY, "--blocks", "1"], "2 processes for 1 blocks"),
+      (["-n", str(cores + 1), "--", *TINY, "--blocks", str(cores + 1)],
+       f"need {cores + 1} cores"),
+  ]
+  with socket.socket() as busy:
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    cases.append((["-n", "2", "--port", str(port), "--", *TINY],
+                  f"port {port} is in use"))
+    for args, message in cases:
+      workdir = tmp_path / str(len(os.listdir(tmp_path)))
+      start = time.monotonic()
+      out = _launch(args + ["--workdir", str(workdir)])
+      assert out.returncode == 2, out.stderr
+      assert out.stderr.strip().count("\n") == 0, out.stderr
+      assert message in out.stderr
+      assert not workdir.exists()                # no worker ever started
+      assert time.monotonic() - start < 60
+
+
+def test_bll_train_processes_flag_hands_over_to_the_launcher(tmp_path,
+                                                             monkeypatch):
+  calls = []
+  monkeypatch.setattr(launch, "launch",
+                      lambda n, args, *a, **k: calls.append((n, args)) or 0)
+  assert cli.main(["--processes", "2", "--steps", "3"]) == 0
+  assert calls == [(2, ["--steps", "3"])]
