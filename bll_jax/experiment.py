@@ -75,7 +75,8 @@ def check(config: ml_collections.ConfigDict) -> None:
   for field in ("epochs", "batch_size", "eval_batch_size", "log_every_steps"):
     if int(config[field]) < 1:
       raise ValueError(f"{field} must be >= 1, got {config[field]!r}")
-  for field in ("steps", "checkpoint_every_steps", "chunk_size"):
+  for field in ("steps", "checkpoint_every_steps", "chunk_size",
+                "feedback_lag"):
     if int(config[field]) < 0:
       raise ValueError(f"{field} must be >= 0, got {config[field]!r}")
   for field in ("lr", "temperature", "variance"):

@@ -258,6 +258,7 @@ def run_worker(index: int, num_processes: int, port: int,
   """
   faulthandler.enable()           # a crashing worker leaves a traceback
   start = time.perf_counter()
+  before = resource.getrusage(resource.RUSAGE_SELF)
   core = int(os.environ.get("BLL_WORKER_CORE", index))
   os.sched_setaffinity(0, {core})
   import jax
@@ -271,7 +272,9 @@ def run_worker(index: int, num_processes: int, port: int,
   usage = resource.getrusage(resource.RUSAGE_SELF)
   record = {"index": index, "pid": os.getpid(), "core": core,
             "affinity": sorted(os.sched_getaffinity(0)),
-            "cpu_seconds": usage.ru_utime + usage.ru_stime,
+            # Since pinning: the start-up before it ran on any core.
+            "cpu_seconds": (usage.ru_utime + usage.ru_stime
+                            - before.ru_utime - before.ru_stime),
             "wall_seconds": time.perf_counter() - start,
             "max_rss_mib": usage.ru_maxrss / 1024}
   with open(os.path.join(workdir, f"worker-{index}.json"), "w") as f:

@@ -322,24 +322,56 @@ class Engine:
     if self.recipe is not None:
       from bll_jax import authors
       return authors.feedback_loss(self, etas, fb, labels, weights)
-    total = 0.0
     per_block = isinstance(labels, (tuple, list))
-    for k, latent in enumerate(self.latents):
-      kw = dict(position_ndim=latent.position_ndim)
-      eta = sg(etas[k])
-      labels_k = labels[k] if per_block else labels
-      weights_k = weights[k] if per_block else weights
-      if self.objective.feedback_loss in ("ml", "both"):
-        total += weighted_mean(
-            losses.feedback_ml_loss(latent.family, eta, fb[k], labels_k, **kw),
-            weights_k)
-      if self.objective.feedback_loss in ("discriminative", "both"):
-        total += weighted_mean(
-            losses.feedback_discriminative_loss(
-                latent.family, eta, fb[k], labels_k,
-                temperature=self._temperature(k, eta),
-                chunk_size=self.objective.chunk_size, **kw), weights_k)
+    return sum(self._feedback_term(k, etas[k], fb[k],
+                                   labels[k] if per_block else labels,
+                                   weights[k] if per_block else weights)
+               for k in range(len(self.latents)))
+
+  def _feedback_term(self, k, eta, fb_k, labels, weights):
+    """`L^fb_k`: hidden block `k`'s part of the feedback loss."""
+    latent = self.latents[k]
+    kw = dict(position_ndim=latent.position_ndim)
+    eta = sg(eta)
+    total = 0.0
+    if self.objective.feedback_loss in ("ml", "both"):
+      total += weighted_mean(
+          losses.feedback_ml_loss(latent.family, eta, fb_k, labels, **kw),
+          weights)
+    if self.objective.feedback_loss in ("discriminative", "both"):
+      total += weighted_mean(
+          losses.feedback_discriminative_loss(
+              latent.family, eta, fb_k, labels,
+              temperature=self._temperature(k, eta),
+              chunk_size=self.objective.chunk_size, **kw), weights)
     return total
+
+  @functools.cache
+  def feedback_grad(self, k: int):
+    """Jitted `(grad_phi L^fb_k, L^fb_k)` of hidden block `k` alone.
+
+    The feedback loss is a sum over blocks, so its gradient is the sum of
+    these; a pipeline computes each where its block lives (no natural
+    parameters travel) and only the small gradients meet.
+    """
+    if self.recipe is not None or self.feedback_mode == "bootstrapped":
+      raise ValueError("per-block feedback gradients need the principled "
+                       "losses and a feedback that is not bootstrapped")
+
+    def grad(fb_params, eta, labels, weights):
+      def loss_fn(params):
+        fb = self.feedback_forward(params, None)
+        return self._feedback_term(k, eta, fb[k], labels, weights)
+      loss, grads = jax.value_and_grad(loss_fn)(fb_params)
+      return grads, loss
+
+    return jax.jit(grad)
+
+  @functools.cached_property
+  def feedback_apply(self):
+    """Jitted optax update of the feedback from summed gradients."""
+    return jax.jit(
+        lambda state, grads: self._update(self.feedback_tx, state, grads, {}))
 
   def _update(self, tx, state: BlockState, grads, batch_stats) -> BlockState:
     updates, opt_state = tx.update(grads, state.opt_state, state.params)

@@ -113,6 +113,11 @@ def _parallel(config, engine):
         and spmd.homogeneous_middle(engine)
         and len(spmd.homogeneous_middle(engine)) % mesh.shape["block"] == 0
         and mesh.shape["block"] > 1)
+    if use_spmd and int(config.feedback_lag):
+      if config.pipeline == "spmd":
+        raise ValueError("feedback_lag needs pipeline 'mpmd' (the SPMD "
+                         "stack updates its feedback without lag)")
+      use_spmd = False
     pipeline = spmd.StackedPipeline(engine, mesh) if use_spmd else parallel
   return mesh, parallel, pipeline
 
@@ -385,7 +390,8 @@ def _pipelined_epoch(run, state, batches, step, end, epoch, step_key, bar,
       yield batch
 
   keys = [jax.random.fold_in(step_key, step + i) for i in range(count)]
-  kwargs = {"local": local} if hasattr(run.pipeline, "sync_step") else {}
+  kwargs = ({"local": local, "feedback_lag": int(run.config.feedback_lag)}
+            if hasattr(run.pipeline, "sync_step") else {})
   state, metrics, feedback_losses = run.pipeline.pipelined(
       state, stream(), keys, **kwargs)
   state = run.parallel.place(state)      # the placement checkpoints expect

@@ -156,7 +156,7 @@ def worker(argv) -> int:
                                      keys)
         return out
 
-      run(workers + 1)                      # compile every stage program
+      jax.block_until_ready(run(workers + 1))   # compile every stage program
       times = {}
       for count in (args.m, 2 * args.m):
         _barrier(f"start-{count}")

@@ -112,16 +112,22 @@ def test_data_parallel_on_8_devices_equals_one_device_with_8x_the_batch():
 # ------------------------------------------------------------- pipelined
 
 
-@pytest.mark.parametrize("spec", ["block=4", "data=2,block=4", "block=2"])
-def test_pipelined_mpmd_equals_its_sequential_simulation(spec):
+@pytest.mark.parametrize("spec,lag", [("block=4", 0), ("data=2,block=4", 0),
+                                      ("block=2", 0), ("block=4", 1),
+                                      ("block=2", 2)])
+def test_pipelined_mpmd_equals_its_sequential_simulation(spec, lag):
   engine = _engine(MLP)
   batches, keys = _batches(6), _keys(6)
   state0 = engine.init(jax.random.key(0), batches[0]["inputs"])
   parallel = mpmd.BlockParallel(engine, _mesh(spec, engine))
   ref, ref_metrics, ref_fb = schedules.pipelined_reference(
-      engine, state0, batches, keys, parallel.stage_blocks)
+      engine, state0, batches, keys, parallel.stage_blocks, feedback_lag=lag)
   got, metrics, fb = parallel.pipelined(parallel.place(state0), iter(batches),
-                                        keys)
+                                        keys, feedback_lag=lag)
+  if lag:   # the lag changes the result (it is not a no-op)
+    no_lag, _, _ = schedules.pipelined_reference(
+        engine, state0, batches, keys, parallel.stage_blocks)
+    assert _max_diff(no_lag, ref) > 1e-4
   assert _max_diff(got, ref) < 2e-5
   assert int(got.step) == int(ref.step) == 6
   # One feedback update per tick in which a hidden block works.

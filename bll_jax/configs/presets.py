@@ -98,6 +98,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.mesh = ""                   # "data=D,block=B"; "" = all devices on data
   c.schedule = "sync"           # sync | pipelined (see bll_jax.parallel)
   c.pipeline = "auto"           # pipelined: auto | mpmd | spmd
+  c.feedback_lag = 0            # pipelined (mpmd): blocks see the feedback of L updates ago
   c.distributed = False         # call jax.distributed.initialize() first
   c.coordinator_address = ""    # distributed: "" = auto-detect (TPU, SLURM)
   c.num_processes = 0           # distributed: 0 = auto-detect

@@ -115,32 +115,34 @@ class GPipe:
     on = [[None] * num_stages for _ in range(m_total)]
     inputs = [[None] * m_total for _ in range(num_stages)]
     out = {}
-    # Forward: stage s on micro-batch t - s; only its input is kept.
+    # Forward: stage s on micro-batch t - s; only its input is kept. In each
+    # tick the transfers come first, then the stages' programs (as in the
+    # block-local pipeline), so no stage waits behind another's compute.
     for t in range(m_total + num_stages - 1):
-      for s in range(num_stages):
-        m = t - s
-        if not 0 <= m < m_total:
-          continue
+      active = [(s, t - s) for s in range(num_stages)
+                if 0 <= t - s < m_total]
+      for s, m in active:
         on[m][s] = par.batch_on(micro_batches[m], s)
-        h = (on[m][s]["inputs"] if s == 0
-             else jax.device_put(out[(s - 1, m)], par._sharded(s)))
-        inputs[s][m] = h
-        out[(s, m)], new_stats = self.forward(s)(stages[s], h, keys[s])
+        inputs[s][m] = (on[m][s]["inputs"] if s == 0 else jax.device_put(
+            out.pop((s - 1, m)), par._sharded(s)))
+      for s, m in active:
+        out[(s, m)], new_stats = self.forward(s)(stages[s], inputs[s][m],
+                                                 keys[s])
         stages[s] = tuple(b._replace(batch_stats=st)
                           for b, st in zip(stages[s], new_stats))
     # Backward, in reverse micro-batch order, then one update per block.
     grads = [None] * num_stages
     cotangents, loss = {}, 0.0
     for u in range(m_total + num_stages - 1):
-      for s in reversed(range(num_stages)):
-        m = m_total - 1 - (u - (num_stages - 1 - s))
-        if not 0 <= m < m_total:
-          continue
+      active = [(s, m_total - 1 - (u - (num_stages - 1 - s)))
+                for s in reversed(range(num_stages))]
+      active = [(s, m) for s, m in active if 0 <= m < m_total]
+      cots = {s: (None if s == num_stages - 1 else jax.device_put(
+          cotangents.pop((s + 1, m)), par._sharded(s))) for s, m in active}
+      for s, m in active:
         last = s == num_stages - 1
-        cot = (None if last else
-               jax.device_put(cotangents.pop((s + 1, m)), par._sharded(s)))
         g, cotangents[(s, m)], value = self.backward(s)(
-            stages[s], inputs[s][m], cot, on[m][s]["labels"],
+            stages[s], inputs[s][m], cots[s], on[m][s]["labels"],
             on[m][s]["weights"], keys[s], 1.0 / m_total)
         inputs[s][m] = None
         grads[s] = g if grads[s] is None else jax.tree.map(jnp.add, grads[s], g)

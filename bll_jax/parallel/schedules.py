@@ -13,9 +13,12 @@ r"""The two schedules, and a plain sequential simulation of the pipelined one.
   own step and updates itself at once; the stage's output goes to stage
   `s + 1` for tick `t + 1`;
 * the feedback network, with parameters `phi_t`, gives every block its
-  `eta_fb` at the start of the tick, and is then updated once from the
-  `(eta_k, labels)` that every active block produced in this tick (each for
-  its own micro-batch), giving `phi_{t+1}`.
+  `eta_fb` at the start of the tick; every active block computes its part of
+  the feedback gradient (`Engine.feedback_grad`, from its own `eta_k` and
+  labels, where the block lives) and one update from their sum gives
+  `phi_{t+1}` (`Engine.feedback_apply`). With `feedback_lag = L`, the blocks
+  of tick `t` see `phi_{t-L}` instead, and take their feedback gradients
+  there: the update of tick `t - 1` then no longer holds up tick `t`.
 
 There is no flush between micro-batches: the pipeline fills once, at the
 start of the stream (the bubble: stage `s` idles for its first `s` ticks, a
@@ -25,21 +28,22 @@ Staleness, exactly. Block `k` in stage `s(k)` processes micro-batch `m` with
 its own parameters after exactly `m` updates, and with an input computed by
 block `k - 1` with *its* parameters after exactly `m` updates: the forward
 parameters see the same versions as in a `sync` run over micro-batches. The
-only difference is the feedback: block `k` sees `phi_{m + s(k)}`, the
-feedback after `m + s(k)` updates (in `sync`, `phi_m`), and the update
-`phi_t -> phi_{t+1}` mixes micro-batches `t - s(k)` of the blocks. With a
-fixed feedback (`random`, `onehot`), `pipelined` equals `sync` exactly.
+only difference is the feedback: block `k` sees `phi_{m + s(k) - L}`, the
+feedback after `m + s(k) - L` updates (in `sync`, `phi_m`), and the update
+`phi_t -> phi_{t+1}` mixes micro-batches `t - s(k)` of the blocks, with
+gradients taken at `phi_{t-L}`. With a fixed feedback (`random`, `onehot`),
+`pipelined` equals `sync` exactly.
 Bootstrapped feedback needs the block above's output for the same
 micro-batch, which arrives one tick late; it is not supported here.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from bll_jax import step as step_lib
 
@@ -77,7 +81,8 @@ def bubble_fraction(num_micro_batches: int, num_stages: int) -> float:
 def pipelined_reference(engine: step_lib.Engine, state: step_lib.TrainState,
                         micro_batches: Sequence[dict[str, Any]],
                         keys: Sequence[jax.Array],
-                        stage_blocks: Sequence[Sequence[int]]):
+                        stage_blocks: Sequence[Sequence[int]],
+                        feedback_lag: int = 0):
   """The pipelined schedule, simulated block by block on one device.
 
   Args:
@@ -86,23 +91,28 @@ def pipelined_reference(engine: step_lib.Engine, state: step_lib.TrainState,
     micro_batches: `M` batches (`inputs`, `labels`, `weights`).
     keys: one random key per micro-batch (the key of its `sync` step).
     stage_blocks: the blocks of each stage.
+    feedback_lag: `L`: at tick `t` the blocks see the feedback parameters of
+      `L` updates before the latest (`phi_{t-L}`), and their feedback
+      gradients are taken there; the update applies them to the latest.
 
   Returns:
     `(state, metrics, feedback_losses)`: the state after the stream has
     drained, the metrics of every micro-batch (`metrics[m]["block<k>/loss"]`,
-    ...) and the feedback loss of every tick.
+    ...) and the feedback loss of every tick with a feedback update.
   """
   check_pipelined(engine)
   num_stages, m_total = len(stage_blocks), len(micro_batches)
   hidden = engine.num_blocks - 1
   blocks = list(state.blocks)
   fb_state = state.feedback
+  versions = [fb_state.params]
   metrics = [dict() for _ in range(m_total)]
   feedback_losses = []
   inbox: dict[int, jax.Array] = {}
   for t in range(m_total + num_stages - 1):
-    fb = engine.feedback_forward(fb_state.params, None)
-    etas, labels, weights, outbox = {}, {}, {}, {}
+    phi = versions[max(0, len(versions) - 1 - feedback_lag)]
+    fb = engine.feedback_forward(phi, None)
+    grads, losses, outbox = [], [], {}
     for s, stage in enumerate(stage_blocks):
       m = t - s
       if not 0 <= m < m_total:
@@ -114,43 +124,19 @@ def pipelined_reference(engine: step_lib.Engine, state: step_lib.TrainState,
         blocks[k], h, eta, met = engine.block_step(k)(
             blocks[k], h, fb_k, batch["labels"], batch["weights"], keys[m])
         metrics[m].update({f"block{k}/{n}": v for n, v in met.items()})
-        if k < hidden:
-          etas[k], labels[k] = eta, batch["labels"]
-          weights[k] = batch["weights"]
+        if engine.trains_feedback and k < hidden:
+          g, loss = engine.feedback_grad(k)(phi, eta, batch["labels"],
+                                            batch["weights"])
+          grads.append(g)
+          losses.append(loss)
       outbox[s + 1] = h
     inbox = outbox
-    if engine.trains_feedback:
-      if etas:
-        fb_state, fb_metrics = engine.feedback_step(
-            fb_state, *feedback_inputs(engine, etas, labels, weights,
-                                       micro_batches[0]))
-        feedback_losses.append(fb_metrics["loss"])
+    if grads:
+      total = functools.reduce(lambda a, b: jax.tree.map(jnp.add, a, b),
+                               grads)
+      fb_state = engine.feedback_apply(fb_state, total)
+      versions.append(fb_state.params)
+      feedback_losses.append(sum(losses))
   new_state = step_lib.TrainState(state.step + m_total, tuple(blocks),
                                   fb_state)
   return new_state, metrics, feedback_losses
-
-
-def feedback_inputs(engine: step_lib.Engine, etas: dict, labels: dict,
-                    weights: dict, template: dict[str, Any],
-                    place=lambda x: x):
-  """`(etas, labels, weights)` tuples over the hidden blocks for one tick.
-
-  Blocks idle in this tick get zero placeholders with zero weights, so the
-  feedback step has one shape for every tick (one compile). `place` puts a
-  host placeholder where the feedback lives (several devices or processes).
-  """
-  batch_size = template["labels"].shape[0]
-  out_etas, out_labels, out_weights = [], [], []
-  for k in range(engine.num_blocks - 1):
-    if k in etas:
-      out_etas.append(etas[k])
-      out_labels.append(labels[k])
-      out_weights.append(weights[k])
-    else:
-      out_etas.append(place(np.zeros(
-          (batch_size,) + tuple(engine.eta_shapes[k][1:]), np.float32)))
-      out_labels.append(place(np.zeros(template["labels"].shape,
-                                       template["labels"].dtype)))
-      out_weights.append(place(np.zeros(template["weights"].shape,
-                                        template["weights"].dtype)))
-  return tuple(out_etas), tuple(out_labels), tuple(out_weights)

@@ -29,6 +29,7 @@ with BatchNorm are refused.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Iterable, Sequence
 
 import jax
@@ -255,12 +256,14 @@ class StackedPipeline:
             jax.device_put(keys[m], mesh_lib.replicated(self.last_mesh)))
         metrics[m].update({f"block{last_k}/{n}": v for n, v in met.items()})
       if engine.trains_feedback and etas:
-        template = {"labels": next(iter(labels.values())),
-                    "weights": next(iter(weights.values()))}
-        fb_state, m_fb = engine.feedback_step(
-            fb_state, *schedules.feedback_inputs(engine, etas, labels,
-                                                 weights, template))
-        feedback_losses.append(m_fb["loss"])
+        # Each active block's part of the feedback gradient, then one update
+        # (as `schedules.pipelined_reference`, feedback lag 0).
+        parts = [engine.feedback_grad(k)(fb_state.params, etas[k], labels[k],
+                                         weights[k]) for k in sorted(etas)]
+        total = functools.reduce(lambda a, b: jax.tree.map(jnp.add, a, b),
+                                 [g for g, _ in parts])
+        fb_state = engine.feedback_apply(fb_state, total)
+        feedback_losses.append(sum(loss for _, loss in parts))
     del hidden
     return (self.unstack(state, first, stacked, last, fb_state, m_total),
             metrics, feedback_losses)
