@@ -175,7 +175,8 @@ def launch(num_processes: int, train_args: Sequence[str],
         os.path.join(workdir, f"worker-{i}.log"), "w")
     workers.append((subprocess.Popen(command, env=worker_environment(core),
                                      stdout=out, stderr=subprocess.STDOUT
-                                     if out else None), core, out))
+                                     if out else None,
+                                     preexec_fn=_die_with_parent), core, out))
   with open(os.path.join(workdir, "workers.json"), "w") as f:
     json.dump([{"index": i, "pid": p.pid, "core": c}
                for i, (p, c, _) in enumerate(workers)], f)
@@ -183,6 +184,20 @@ def launch(num_processes: int, train_args: Sequence[str],
   if status == 0:
     _report(workdir, num_processes)
   return status
+
+
+def _die_with_parent() -> None:
+  """In a worker, before it runs: SIGKILL when the launcher dies (Linux).
+
+  A launcher killed outright (SIGKILL, a job scheduler's timeout) cannot
+  stop its workers; without this they would wait on their collectives
+  forever.
+  """
+  try:
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PDEATHSIG
+  except (OSError, AttributeError):
+    pass
 
 
 def _report(workdir: str, num_processes: int) -> None:

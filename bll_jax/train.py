@@ -39,6 +39,7 @@ from bll_jax import evaluate as evaluate_lib
 from bll_jax import experiment
 from bll_jax import metric_writers
 from bll_jax import step as step_lib
+from bll_jax.parallel import mesh as mesh_lib
 
 
 class ConfigError(ValueError):
@@ -89,7 +90,6 @@ def prepare(config) -> Run:
 
 def _parallel(config, engine):
   """The mesh and the runners of `config.mesh`, `schedule`, `pipeline`."""
-  from bll_jax.parallel import mesh as mesh_lib
   from bll_jax.parallel import mpmd
   from bll_jax.parallel import schedules
   from bll_jax.parallel import spmd
@@ -352,7 +352,7 @@ def _on_host(tree, mesh):
     targets.setdefault(device.process_index, NamedSharding(
         Mesh(np.asarray([device]), ("one",)), PartitionSpec()))
   leaves, treedef = jax.tree.flatten(tree)
-  out = []
+  out, copied = [], False
   for leaf in leaves:
     if not isinstance(leaf, jax.Array):
       out.append(leaf)
@@ -363,6 +363,12 @@ def _on_host(tree, mesh):
       continue
     copies = [jax.device_put(leaf, targets[p]) for p in every]
     out.append(np.asarray(copies[every.index(jax.process_index())]))
+    copied = True
+  if copied:
+    # A process serves the copies it sends only when its queue of device
+    # work gets to them; none may queue more (a collective, say) until
+    # every process holds its copy.
+    mesh_lib.host_barrier("on_host")
   return jax.tree.unflatten(treedef, out)
 
 
@@ -406,7 +412,6 @@ def _pipelined_epoch(run, state, batches, step, end, epoch, step_key, bar,
 def _describe_mesh(mesh):
   if mesh is None:
     return None
-  from bll_jax.parallel import mesh as mesh_lib
   return mesh_lib.describe(mesh)
 
 

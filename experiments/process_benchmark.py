@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -36,10 +35,14 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 MODELS = {
-    # name: (input shape, model factory args, micro-batch)
-    "cnn": ((32, 32, 3), ("cnn", (64, 64, 64), (3, 3, 3), (1, 1, 1)), 16),
-    "mlp": ((784,), ("mlp", (1024, 1024, 1024)), 64),
-    "mlp-tiny": ((32,), ("mlp", (32, 32, 32)), 16),
+    # name: (input shape, model factory args, micro-batch, cut points)
+    # The CNN: five 64-channel 3x3 convolutions at 32x32 and a pooled head,
+    # cut (2, 3, 4) so that two workers get equal work: the first
+    # convolution (3 input channels) costs a twentieth of the others.
+    "cnn": ((32, 32, 3), ("cnn", (64,) * 5, (3,) * 5, (1,) * 5), 16,
+            (2, 3, 4)),
+    "mlp": ((784,), ("mlp", (1024, 1024, 1024)), 64, None),
+    "mlp-tiny": ((32,), ("mlp", (32, 32, 32)), 16, None),
 }
 NUM_CLASSES = 10
 GPIPE_M = (1, 2, 4, 8)
@@ -56,14 +59,14 @@ def build(model: str, method: str):
   from bll_jax import models
   from bll_jax import step
 
-  shape, spec, mb = MODELS[model]
+  shape, spec, mb, cuts = MODELS[model]
   if spec[0] == "cnn":
     stack = models.cnn(spec[1], spec[2], spec[3], NUM_CLASSES, 2, norm=False,
                        head="pool")
   else:
     stack = models.mlp(spec[1], NUM_CLASSES)
   engine = step.Engine(
-      stack, blocks.boundaries(len(stack), 4),
+      stack, blocks.boundaries(len(stack), 4, cuts),
       [blocks.Latent(families.Gaussian())] * 3, method=method,
       feedback_mode="chained", num_classes=NUM_CLASSES, input_shape=shape,
       input_dtype=jnp.float32, tx=optax.adam(1e-3),
@@ -86,7 +89,7 @@ def _timed(fn, repeats):
     start = time.perf_counter()
     jax.block_until_ready(fn())
     times.append(time.perf_counter() - start)
-  return statistics.median(times)
+  return min(times)     # best of `repeats`: the least disturbed run
 
 
 def measure_single(model: str, repeats: int) -> dict:
@@ -112,6 +115,65 @@ def measure_single(model: str, repeats: int) -> dict:
   }
 
 
+def _reset_peak_memory() -> None:
+  """Restarts the kernel's peak-RSS count (Linux): the peak that
+  `_peak_memory_mib` reads afterwards leaves out compilation."""
+  try:
+    with open("/proc/self/clear_refs", "w") as f:
+      f.write("5")
+  except OSError:
+    pass
+
+
+def _peak_memory_mib() -> float:
+  """Peak resident memory since the last reset (VmHWM), in MiB."""
+  with open("/proc/self/status") as f:
+    for line in f:
+      if line.startswith("VmHWM:"):
+        return int(line.split()[1]) / 1024
+  raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+class _LiveBytes:
+  """Samples, in a thread, the bytes of the arrays alive on this process's
+  devices; `peak_mib` is the largest sample. It sees what a step keeps
+  between its programs (parameters, optimiser states, activations held for
+  later) but not the temporaries inside one program."""
+
+  def __init__(self, interval_s: float = 0.002):
+    import threading
+    self.interval_s, self.peak, self._stop = interval_s, 0, threading.Event()
+    self._thread = threading.Thread(target=self._run, daemon=True)
+
+  def _sample(self) -> int:
+    import jax
+    total = 0
+    for x in jax.live_arrays():
+      try:
+        total += sum(s.data.nbytes for s in x.addressable_shards)
+      except Exception:          # deleted while we looked
+        pass
+    return total
+
+  def _run(self):
+    while not self._stop.is_set():
+      self.peak = max(self.peak, self._sample())
+      self._stop.wait(self.interval_s)
+
+  def __enter__(self):
+    self._thread.start()
+    return self
+
+  def __exit__(self, *exc):
+    self._stop.set()
+    self._thread.join()
+    self.peak = max(self.peak, self._sample())
+
+  @property
+  def peak_mib(self) -> float:
+    return self.peak / 2 ** 20
+
+
 def _barrier(name):
   import jax
   from jax.experimental import multihost_utils
@@ -121,8 +183,6 @@ def _barrier(name):
 
 def worker(argv) -> int:
   """Runs inside each launched process; process 0 writes the result JSON."""
-  import resource
-
   import jax
   from bll_jax.parallel import mesh as mesh_lib
   from bll_jax.parallel import gpipe
@@ -144,59 +204,87 @@ def worker(argv) -> int:
     workers = jax.process_count()
     engine, batch = build(args.model, "bll" if args.mode == "bll" else "bp")
     mesh = mesh_lib.make_mesh(mesh_lib.MeshSpec(1, workers), engine.num_blocks)
-    state = engine.init(jax.random.key(0), batch(0)["inputs"])
+    # On the host: only what a runner places counts on its devices.
+    state = jax.device_get(engine.init(jax.random.key(0), batch(0)["inputs"]))
     mb = MODELS[args.model][2]
     if args.mode == "bll":
-      runner = mpmd.BlockParallel(engine, mesh)
-      placed = runner.place(state)
+      # The pipeline over all workers and, in the same processes, the same
+      # program on worker 0's core alone (the others idle): timed in turn,
+      # so that a slow spell of the machine hits both.
+      runners = {workers: mpmd.BlockParallel(engine, mesh)}
+      if workers > 1:
+        runners[1] = mpmd.BlockParallel(engine, mesh_lib.make_mesh(
+            mesh_lib.MeshSpec(1, 1), engine.num_blocks, jax.devices()[:1]))
+      placed = {b: r.place(state) for b, r in runners.items()}
 
-      def run(count):
+      def run(b, count):
         keys = [jax.random.key(i) for i in range(count)]
-        out, _, _ = runner.pipelined(placed, (batch(i) for i in range(count)),
-                                     keys)
-        return out
+        out, _, _ = runners[b].pipelined(
+            placed[b], (batch(i) for i in range(count)), keys)
+        return [x for x in jax.tree.leaves(out) if x.is_fully_addressable]
 
-      jax.block_until_ready(run(workers + 1))   # compile every stage program
-      times = {}
-      for count in (args.m, 2 * args.m):
-        _barrier(f"start-{count}")
-        start = time.perf_counter()
-        jax.block_until_ready(run(count))
-        _barrier(f"end-{count}")
-        times[count] = time.perf_counter() - start
-      ticks = 2 * args.m + workers - 1
-      result.update({
-          "micro_batches": 2 * args.m, "ticks": ticks,
-          "seconds": times[2 * args.m],
-          "time_per_tick_s": times[2 * args.m] / ticks,
-          # The fill and drain cancel in the difference: the steady tick.
-          "steady_tick_s": (times[2 * args.m] - times[args.m]) / args.m,
-          "bubble_fraction": schedules.bubble_fraction(2 * args.m, workers),
-          "examples_per_second": 2 * args.m * mb / times[2 * args.m],
-          "steady_examples_per_second": mb * args.m / (
-              times[2 * args.m] - times[args.m]),
-      })
-      # One activation from the first stage to the next, alone.
+      for b in runners:                          # compile every program
+        jax.block_until_ready(run(b, b + 1))
+      times = {(b, c): [] for b in runners for c in (args.m, 2 * args.m)}
+      for r in range(args.repeats):        # interleaved, best of `repeats`
+        for b, count in times:
+          _barrier(f"start-{b}-{count}-{r}")
+          start = time.perf_counter()
+          jax.block_until_ready(run(b, count))
+          _barrier(f"end-{b}-{count}-{r}")
+          times[(b, count)].append(time.perf_counter() - start)
+      times = {key: min(t) for key, t in times.items()}
+      for b in sorted(runners):
+        # Only this runner's state alive: the memory of one configuration.
+        placed.clear()
+        placed[b] = runners[b].place(state)
+        _reset_peak_memory()
+        with _LiveBytes() as live:
+          jax.block_until_ready(run(b, args.m))
+        steady = (times[(b, 2 * args.m)] - times[(b, args.m)]) / args.m
+        record = {
+            "micro_batches": 2 * args.m, "ticks": 2 * args.m + b - 1,
+            "seconds": times[(b, 2 * args.m)],
+            # The fill and drain cancel in the difference: the steady tick.
+            "steady_tick_s": steady,
+            "bubble_fraction": schedules.bubble_fraction(2 * args.m, b),
+            "examples_per_second": 2 * args.m * mb / times[(b, 2 * args.m)],
+            "steady_examples_per_second": mb / steady,
+            "max_rss_mib": _peak_memory_mib(),
+            "live_mib": live.peak_mib,
+        }
+        if b == workers:
+          result.update(record)
+        else:
+          result["one_worker"] = record
+      runner = runners[workers]
+      # One activation from the first stage to the next, alone (the same
+      # collective move the pipeline makes; every process takes part).
       h = jax.jit(lambda s, x: engine._forward(0, s.params, s.batch_stats, x,
                                                True, None)[1])(
           state.blocks[0], batch(0)["inputs"])
-      h = runner.batch_on({"h": jax.device_get(h)}, 0)["h"]
-      dst = runner._sharded(1)
-      jax.block_until_ready(jax.device_put(h, dst))
-      _barrier("transfer-start")
-      start = time.perf_counter()
-      for _ in range(args.repeats * 5):
-        moved = jax.device_put(h, dst)
-      jax.block_until_ready(moved)
-      _barrier("transfer-end")
-      result["transfer_s"] = (time.perf_counter() - start) / (args.repeats * 5)
       result["activation_bytes"] = int(h.size * h.dtype.itemsize)
+      if workers > 1:
+        h = runner.batch_on({"h": jax.device_get(h)}, 0)["h"]
+        local = lambda x: [a for a in [x] if a.is_fully_addressable]
+        jax.block_until_ready(local(runner.transfer.move(h, 0, 1)))
+        _barrier("transfer-start")
+        start = time.perf_counter()
+        for _ in range(args.repeats * 5):
+          moved = runner.transfer.move(h, 0, 1)
+          jax.block_until_ready(local(moved))
+        _barrier("transfer-end")
+        result["transfer_s"] = (time.perf_counter() - start) / (
+            args.repeats * 5)
+      else:
+        result["transfer_s"] = 0.0
     else:
       pipe = gpipe.GPipe(engine, mesh)
       placed = pipe.parallel.place(state)
       micro = [batch(i) for i in range(args.m)]
       key = jax.random.key(0)
       jax.block_until_ready(pipe.step(placed, micro, key)[0])
+      _reset_peak_memory()
       steps = []
       for r in range(args.repeats):
         _barrier(f"gpipe-start-{r}")
@@ -204,14 +292,17 @@ def worker(argv) -> int:
         jax.block_until_ready(pipe.step(placed, micro, key)[0])
         _barrier(f"gpipe-end-{r}")
         steps.append(time.perf_counter() - start)
-      step_s = statistics.median(steps)
+      step_s = min(steps)
+      with _LiveBytes() as live:
+        jax.block_until_ready(pipe.step(placed, micro, key)[0])
+      result["live_mib"] = live.peak_mib
       result.update({
           "micro_batches": args.m, "step_s": step_s,
           "time_per_micro_batch_s": step_s / args.m,
           "bubble_fraction": schedules.bubble_fraction(args.m, workers),
           "examples_per_second": args.m * mb / step_s})
-  result["max_rss_mib"] = resource.getrusage(
-      resource.RUSAGE_SELF).ru_maxrss / 1024
+  # Peak resident memory of the timed runs (after compilation).
+  result.setdefault("max_rss_mib", _peak_memory_mib())
   with open(f"{args.out}.{jax.process_index()}", "w") as f:
     json.dump(result, f)
   return 0
@@ -232,24 +323,28 @@ def _launch(processes, model, mode, m, repeats, workdir):
     with open(f"{out}.{i}") as f:
       results.append(json.load(f))
   merged = dict(results[0])
-  merged["max_rss_mib"] = [r["max_rss_mib"] for r in results]
+  for name in ("max_rss_mib", "live_mib"):
+    merged[name] = [r.get(name) for r in results]
+    if "one_worker" in merged:      # its work is all on worker 0
+      merged["one_worker"][name] = [results[0]["one_worker"].get(name)]
   return merged
 
 
-def cost_model(single: dict, transfer_s: float, workers: int, mb: int,
-               micro_batches: int = 8) -> dict:
+def cost_model(single: dict, t_bll: float, transfer_s: float, workers: int,
+               mb: int, micro_batches: int = 8) -> dict:
   """Predicted examples/s with `workers` equal stages.
 
-  Block-local: a tick is one stage's share of the block-local step plus one
-  transfer, `T_bll / B + x`; the stream amortises the fill. GPipe with `M`
-  micro-batches and re-materialisation: `M + B - 1` forward ticks of
-  `T_f / B + x` and as many backward ticks of `(T_f + T_bp) / B + x`.
+  Block-local: a tick is one stage's share of the one-worker pipelined
+  step plus one transfer, `T_bll / B + x`; the stream amortises the fill.
+  GPipe with `M` micro-batches and re-materialisation: `M + B - 1` forward
+  ticks of `T_f / B + x`, then as many backward ticks, each re-running the
+  stage's forward and its backward, `T_bp / B + x` (`T_bp`, one worker's
+  backprop step, is one forward and one backward).
   """
-  t_bll, t_bp, t_f = (single["bll_in_turn_step_s"], single["bp_step_s"],
-                      single["bp_forward_s"])
+  t_bp, t_f = single["bp_step_s"], single["bp_forward_s"]
   ticks = micro_batches + workers - 1
   gpipe_step = ticks * (t_f / workers + transfer_s) + ticks * (
-      (t_f + t_bp) / workers + transfer_s)
+      t_bp / workers + transfer_s)
   return {"bll": mb / (t_bll / workers + transfer_s),
           "gpipe": micro_batches * mb / gpipe_step}
 
@@ -259,9 +354,12 @@ def main(argv=None):
   parser.add_argument("--models", default=",".join(MODELS))
   parser.add_argument("--workers", type=int, default=2)
   parser.add_argument("--micro-batches", type=int, default=16)
-  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--gpipe-m", default=",".join(map(str, GPIPE_M)),
+                      help="GPipe micro-batches per step to try")
   parser.add_argument("--out", default="experiments/results/processes")
   args = parser.parse_args(argv)
+  gpipe_m = [int(m) for m in args.gpipe_m.split(",")]
   os.makedirs(args.out, exist_ok=True)
   workdir = tempfile.mkdtemp(prefix="bll-processes-")
   report = {"machine": {"cores": len(os.sched_getaffinity(0)),
@@ -269,11 +367,15 @@ def main(argv=None):
   for model in args.models.split(","):
     print(f"{model}: one worker ...", flush=True)
     r = {"single": _launch(1, model, "single", 1, args.repeats, workdir)}
-    print(f"{model}: block-local pipelined on {args.workers} workers ...",
+    print(f"{model}: block-local pipelined on {args.workers} workers and on "
+          "one ...",
           flush=True)
     r["bll_pipelined"] = _launch(args.workers, model, "bll",
                                  args.micro_batches, args.repeats, workdir)
-    for m in GPIPE_M:
+    # The same program on one worker, timed in the same processes.
+    r["bll_pipelined_1"] = r["bll_pipelined"].get("one_worker",
+                                                  r["bll_pipelined"])
+    for m in gpipe_m:
       print(f"{model}: GPipe M={m} on {args.workers} workers ...", flush=True)
       r[f"gpipe_m{m}"] = _launch(args.workers, model, "gpipe", m,
                                  args.repeats, workdir)
@@ -281,7 +383,9 @@ def main(argv=None):
     r["all_cores"] = measure_single(model, args.repeats)
     mb = MODELS[model][2]
     x = r["bll_pipelined"]["transfer_s"]
-    r["cost_model"] = {str(b): cost_model(r["single"], x, b, mb)
+    t_bll = r["bll_pipelined_1"]["steady_tick_s"]
+    r["cost_model"] = {str(b): cost_model(r["single"], t_bll, x, b, mb,
+                                          max(gpipe_m))
                        for b in (1, 2, 4, 8, 16, 32, 64)}
     r["micro_batch"] = mb
     report["results"][model] = r
@@ -305,63 +409,85 @@ def _cpu_name() -> str:
   return "unknown CPU"
 
 
+def _gpipe_tried(r: dict) -> list[int]:
+  """The GPipe micro-batch counts measured for one model, ascending."""
+  return sorted(int(k[len("gpipe_m"):]) for k in r if k.startswith("gpipe_m"))
+
+
 def markdown(report: dict, workers: int) -> str:
   m = report["machine"]
   lines = [f"Machine: {m['cpu']}, {m['cores']} cores; each worker a process "
-           "pinned to one core.", ""]
+           "pinned to one core. Memory per worker: the peak bytes of the "
+           "arrays alive on its device during one timed run (parameters, "
+           "optimiser states, activations held between programs; sampled "
+           "every 2 ms), and its peak resident set during the timed runs "
+           "(after compilation; mostly the runtime and compiled code).", ""]
+  mib = lambda v: ", ".join(f"{x:.0f}" for x in v)
+  both = lambda r: f"{', '.join(f'{x:.1f}' for x in r['live_mib'])} | " + mib(
+      r["max_rss_mib"])
   for model, r in report["results"].items():
     mb, single, bll = r["micro_batch"], r["single"], r["bll_pipelined"]
-    one_bll = mb / single["bll_in_turn_step_s"]
+    one = r["bll_pipelined_1"]
     rows = [
         ("backprop, 1 worker", mb / single["bp_step_s"],
-         single["bp_step_s"], "-", "-"),
-        ("block-local, 1 worker, blocks in turn", one_bll,
-         single["bll_in_turn_step_s"], "-", "-"),
+         single["bp_step_s"], "-", "-", "- | -"),
+        ("block-local, 1 worker, blocks in turn",
+         mb / single["bll_in_turn_step_s"], single["bll_in_turn_step_s"],
+         "-", "-", "- | -"),
         ("block-local, 1 worker, fused step", mb / single["bll_fused_step_s"],
-         single["bll_fused_step_s"], "-", "-"),
+         single["bll_fused_step_s"], "-", "-", "- | -"),
+        ("block-local pipelined, 1 worker (same program)",
+         one["steady_examples_per_second"], one["steady_tick_s"], "-", "-",
+         both(one)),
         (f"block-local pipelined, {workers} workers (steady)",
          bll["steady_examples_per_second"], bll["steady_tick_s"],
          f"{bll['transfer_s'] / bll['steady_tick_s']:.2f}",
-         f"{bll['bubble_fraction']:.2f} (once per stream)"),
+         f"{bll['bubble_fraction']:.2f} (once per stream)", both(bll)),
     ]
-    for k in GPIPE_M:
+    tried = _gpipe_tried(r)
+    for k in tried:
       g = r[f"gpipe_m{k}"]
+      share = 2 * bll["transfer_s"] * (k + workers - 1) / g["step_s"]
       rows.append((f"backprop GPipe, {workers} workers, M={k}",
                    g["examples_per_second"], g["time_per_micro_batch_s"],
-                   f"{2 * bll['transfer_s'] * (k + workers - 1) / g['step_s']:.2f}",
-                   f"{g['bubble_fraction']:.2f} (every step)"))
+                   f"{share:.2f}", f"{g['bubble_fraction']:.2f} (every step)",
+                   both(g)))
     rows.append(("backprop, 1 process, all cores",
                  mb / r["all_cores"]["bp_step_s"],
-                 r["all_cores"]["bp_step_s"], "-", "-"))
+                 r["all_cores"]["bp_step_s"], "-", "-", "- | -"))
     rows.append(("block-local fused, 1 process, all cores",
                  mb / r["all_cores"]["bll_fused_step_s"],
-                 r["all_cores"]["bll_fused_step_s"], "-", "-"))
-    rss = {"bll": bll["max_rss_mib"], "gpipe": r[f"gpipe_m{GPIPE_M[-1]}"][
-        "max_rss_mib"]}
+                 r["all_cores"]["bll_fused_step_s"], "-", "-", "- | -"))
     lines += [f"### {model} (micro-batch {mb}; activation between stages "
               f"{bll['activation_bytes'] / 1024:.0f} KiB, moved in "
               f"{1e3 * bll['transfer_s']:.2f} ms)", "",
               "| run | examples/s | ms per micro-batch | transfer share | "
-              "bubble |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {name} | {eps:.0f} | {1e3 * t:.2f} | {share} | {bubble} |"
-              for name, eps, t, share, bubble in rows]
+              "bubble | live arrays per worker (MiB) | peak RSS per worker "
+              "(MiB) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {name} | {eps:.0f} | {1e3 * t:.2f} | {share} | {bubble} | "
+              f"{memory} |" for name, eps, t, share, bubble, memory in rows]
     pred = r["cost_model"][str(workers)]
+    best_gpipe = max(tried, key=lambda k: r[f"gpipe_m{k}"][
+        "examples_per_second"])
+    speedup = bll["steady_examples_per_second"] / one[
+        "steady_examples_per_second"]
+    in_turn = bll["steady_examples_per_second"] * single[
+        "bll_in_turn_step_s"] / mb
     lines += ["",
-              f"Block-local pipelined over one worker: "
-              f"{bll['steady_examples_per_second'] / one_bll:.2f}x "
-              f"(target 1.8x). Peak resident memory per worker (MiB): "
-              f"block-local {', '.join(f'{v:.0f}' for v in rss['bll'])}; "
-              f"GPipe M={GPIPE_M[-1]} "
-              f"{', '.join(f'{v:.0f}' for v in rss['gpipe'])}. Cost model at "
-              f"B={workers}: block-local {pred['bll']:.0f}, GPipe (M=8) "
-              f"{pred['gpipe']:.0f} examples/s; measured "
-              f"{bll['steady_examples_per_second']:.0f} and "
-              f"{r['gpipe_m8']['examples_per_second']:.0f}.", "",
+              f"Block-local pipelined, {workers} workers over 1 worker: "
+              f"{speedup:.2f}x the same program ({in_turn:.2f}x the blocks in "
+              f"turn; target 1.8x). Best GPipe: M={best_gpipe}, "
+              f"{r[f'gpipe_m{best_gpipe}']['examples_per_second']:.0f} "
+              f"examples/s. Cost model at B={workers}: block-local "
+              f"{pred['bll']:.0f}, GPipe (M={tried[-1]}) {pred['gpipe']:.0f} "
+              f"examples/s; "
+              f"measured {bll['steady_examples_per_second']:.0f} and "
+              f"{r[f'gpipe_m{tried[-1]}']['examples_per_second']:.0f}.", "",
               "| workers | " + " | ".join(r["cost_model"]) + " |",
               "| --- |" + " --- |" * len(r["cost_model"]),
               "| block-local (model) | " + " | ".join(
                   f"{v['bll']:.0f}" for v in r["cost_model"].values()) + " |",
-              "| GPipe M=8 (model) | " + " | ".join(
+              f"| GPipe M={tried[-1]} (model) | " + " | ".join(
                   f"{v['gpipe']:.0f}" for v in r["cost_model"].values()) + " |",
               ""]
   return "\n".join(lines)
@@ -376,17 +502,18 @@ def plot(report: dict, path: str) -> None:
                            figsize=(5 * len(report["results"]), 4))
   axes = axes if hasattr(axes, "__len__") else [axes]
   for ax, (model, r) in zip(axes, report["results"].items()):
+    last = _gpipe_tried(r)[-1]
     workers = [int(b) for b in r["cost_model"]]
     ax.plot(workers, [r["cost_model"][str(b)]["bll"] for b in workers], "-",
             label="block-local pipelined (model)")
     ax.plot(workers, [r["cost_model"][str(b)]["gpipe"] for b in workers], "--",
-            label="GPipe M=8 (model)")
+            label=f"GPipe M={last} (model)")
     b = r["bll_pipelined"]["processes"]
     ax.plot([b], [r["bll_pipelined"]["steady_examples_per_second"]], "o",
             label=f"block-local, measured (B={b})")
-    ax.plot([b], [r["gpipe_m8"]["examples_per_second"]], "s",
-            label=f"GPipe M=8, measured (B={b})")
-    ax.plot([1], [r["micro_batch"] / r["single"]["bll_in_turn_step_s"]], "^",
+    ax.plot([b], [r[f"gpipe_m{last}"]["examples_per_second"]], "s",
+            label=f"GPipe M={last}, measured (B={b})")
+    ax.plot([1], [r["bll_pipelined_1"]["steady_examples_per_second"]], "^",
             label="block-local, 1 worker")
     ax.set(xscale="log", yscale="log", xlabel="workers (B)",
            ylabel="examples / s", title=model)

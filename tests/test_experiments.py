@@ -28,6 +28,33 @@ def test_parallel_benchmark_runs_and_reports_both_methods(tmp_path):
   assert "| transformer |" in (tmp_path / "parallel_benchmark.md").read_text()
 
 
+def test_process_benchmark_runs_every_configuration(tmp_path):
+  """The short form of `experiments/process_benchmark.py`: real worker
+  processes, one core each; what it measures is checked for shape and
+  sense, not speed (CI's two cores are shared)."""
+  out = subprocess.run(
+      [sys.executable, "experiments/process_benchmark.py", "--models",
+       "mlp-tiny", "--micro-batches", "4", "--repeats", "1", "--gpipe-m", "2",
+       "--out", str(tmp_path)],
+      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  report = json.loads((tmp_path / "process_benchmark.json").read_text())
+  r = report["results"]["mlp-tiny"]
+  bll, one, gpipe = r["bll_pipelined"], r["bll_pipelined_1"], r["gpipe_m2"]
+  assert bll["processes"] == 2 and bll["ticks"] == 8 + 2 - 1
+  assert bll["bubble_fraction"] == 1 / 9
+  assert one["ticks"] == 8 and gpipe["micro_batches"] == 2
+  for run in (bll, gpipe):
+    assert len(run["live_mib"]) == len(run["max_rss_mib"]) == 2
+    assert all(v > 0 for v in run["live_mib"] + run["max_rss_mib"])
+  assert all(t > 0 for t in (one["seconds"], bll["seconds"],
+                             gpipe["step_s"], bll["transfer_s"]))
+  assert set(r["cost_model"]) == {"1", "2", "4", "8", "16", "32", "64"}
+  text = (tmp_path / "process_benchmark.md").read_text()
+  assert "block-local pipelined, 2 workers" in text and "GPipe" in text
+  assert (tmp_path / "throughput.png").stat().st_size > 1000
+
+
 def test_compare_writes_one_json_per_run_and_a_table(tmp_path):
   out = subprocess.run(
       [sys.executable, "experiments/compare.py", "--preset", "mnist1d",

@@ -121,6 +121,37 @@ def test_a_killed_worker_stops_the_others_and_the_checkpoint_resumes(tmp_path):
   assert summary["steps"] == 60
 
 
+def test_workers_die_with_a_killed_launcher(tmp_path):
+  """A launcher killed outright (a scheduler's timeout) leaves no worker
+  waiting on a collective."""
+  workdir = tmp_path / "run"
+  launcher = subprocess.Popen(
+      [sys.executable, "-m", "bll_jax.launch", "-n", "2", "--", *TINY,
+       "--schedule", "pipelined", "--steps", "5000", "--epochs", "100",
+       "--workdir", str(workdir)],
+      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    deadline, pids = time.monotonic() + 120, None
+    while pids is None:
+      assert time.monotonic() < deadline and launcher.poll() is None
+      try:
+        pids = [w["pid"] for w in json.loads(
+            (workdir / "workers.json").read_text())]
+      except (OSError, ValueError):      # not there, or half written
+        time.sleep(0.1)
+    launcher.kill()
+    launcher.wait()
+    deadline = time.monotonic() + 10
+    alive = lambda pid: os.path.exists(f"/proc/{pid}") and open(
+        f"/proc/{pid}/stat").read().split()[2] != "Z"
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+      time.sleep(0.1)
+    assert not any(alive(p) for p in pids), pids
+  finally:
+    if launcher.poll() is None:
+      launcher.kill()
+
+
 def test_bad_launches_fail_in_one_line_before_any_worker_starts(tmp_path):
   cores = len(os.sched_getaffinity(0))
   cases = [

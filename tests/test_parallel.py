@@ -306,3 +306,63 @@ def test_gpipe_equals_backprop_on_the_whole_batch(spec, micro):
   np.testing.assert_allclose(loss, metrics["block3/loss"], rtol=1e-6)
   with pytest.raises(ValueError, match="must be 'bp'"):
     gpipe.GPipe(_engine(MLP), _mesh(spec, engine))
+
+
+# ------------------------------------------- cross-stage collectives
+
+
+@pytest.mark.parametrize("src,dst", [(0, 3), (2, 1)])
+def test_stage_transfer_moves_a_batch_between_stages_unchanged(src, dst):
+  from bll_jax.parallel import transfer
+  mesh = mesh_lib.make_mesh(mesh_lib.MeshSpec(2, 4), 4)
+  stages = [mesh_lib.stage_mesh(mesh, s) for s in range(4)]
+  x = np.arange(6 * 3 * 2, dtype=np.float32).reshape(6, 3, 2)
+  on_src = jax.device_put(x, mesh_lib.batch_sharding(stages[src]))
+  moved = transfer.StageTransfer(mesh).move(on_src, src, dst)
+  assert moved.sharding == mesh_lib.batch_sharding(stages[dst])
+  # Each data shard lands on the same data index of the destination.
+  for shard in moved.addressable_shards:
+    assert shard.device in set(np.asarray(mesh.devices)[:, dst])
+  np.testing.assert_array_equal(np.asarray(moved), x)
+
+
+def test_feedback_replicas_sum_every_stage_and_update_every_replica():
+  from bll_jax.parallel import replicas as replicas_lib
+  engine = _engine(models.mlp((8, 8, 8), NUM_CLASSES))
+  mesh = _mesh("data=2,block=4", engine)
+  parallel = mpmd.BlockParallel(engine, mesh)
+  state = parallel.place(engine.init(jax.random.key(0),
+                                     _batches(1)[0]["inputs"]))
+  reps = replicas_lib.FeedbackReplicas(engine, mesh)
+  replicated = reps.broadcast(state.feedback)
+  for s in range(4):                      # every stage holds the same copy
+    assert _max_diff(reps.view(replicated, s), state.feedback) == 0.0
+  params = jax.device_get(state.feedback.params)
+  rng = np.random.default_rng(0)
+  grads = [jax.tree.map(lambda p: rng.normal(size=p.shape).astype(p.dtype),
+                        params) for _ in range(3)]
+  # Stage 0 contributes two blocks' gradients, stage 2 one, stages 1, 3 none.
+  put = lambda tree, s: jax.device_put(tree, mesh_lib.replicated(
+      mesh_lib.stage_mesh(mesh, s)))
+  contributions = {0: [(put(grads[0], 0), put(np.float32(1.5), 0)),
+                       (put(grads[1], 0), put(np.float32(2.0), 0))],
+                   2: [(put(grads[2], 2), put(np.float32(0.25), 2))]}
+  new, loss = reps.update(replicated, contributions)
+  total = jax.tree.map(lambda a, b, c: a + b + c, *grads)
+  want = engine._update(engine.feedback_tx, jax.device_get(state.feedback),
+                        total, {})
+  assert float(np.asarray(reps.view(loss, 3))) == pytest.approx(3.75)
+  for s in range(4):
+    assert _max_diff(reps.view(new, s), want) < 1e-6
+
+
+def test_sum_over_stages_keeps_each_dtype():
+  from bll_jax.parallel import replicas as replicas_lib
+  tree = {"f": jnp.arange(12.0).reshape(3, 2, 2),
+          "i": jnp.asarray([[2 ** 30], [1], [2]], jnp.int32),
+          "g": jnp.ones((3, 5), jnp.float32)}
+  out = replicas_lib._sum_over_stages(tree)
+  assert out["i"].dtype == jnp.int32 and int(out["i"][0]) == 2 ** 30 + 3
+  np.testing.assert_array_equal(out["f"], np.arange(12.0).reshape(3, 2, 2)
+                                .sum(0))
+  np.testing.assert_array_equal(out["g"], np.full(5, 3.0))

@@ -18,7 +18,8 @@ pipeline fills once per stream. A stage holds `M` stage inputs at once. The
 update equals backprop on the whole batch of `M` micro-batches (tested, for
 networks without BatchNorm, whose statistics are per micro-batch here).
 Stages are the MPMD stages of :class:`bll_jax.parallel.mpmd.BlockParallel`:
-one jit per stage on its own devices, transfers by `jax.device_put`.
+one jit per stage on its own devices, the same transfers between stages
+(:class:`bll_jax.parallel.transfer.StageTransfer`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from bll_jax import step as step_lib
 from bll_jax.parallel import mpmd
@@ -85,9 +85,14 @@ class GPipe:
         return scale * step_lib.weighted_mean(per_example, weights)
 
       params = tuple(b.params for b in blocks)
-      value, pull = jax.vjp(f, params, h)
-      seed = jnp.ones_like(value) if last else cotangent
-      grads, h_cotangent = pull(seed)
+      if s == 0:     # nothing upstream needs the input's cotangent
+        value, pull = jax.vjp(lambda p: f(p, h), params)
+        seed = jnp.ones_like(value) if last else cotangent
+        (grads,), h_cotangent = pull(seed), None
+      else:
+        value, pull = jax.vjp(f, params, h)
+        seed = jnp.ones_like(value) if last else cotangent
+        grads, h_cotangent = pull(seed)
       return grads, h_cotangent, (value if last else jnp.zeros(()))
 
     return jax.jit(bwd)
@@ -123,8 +128,8 @@ class GPipe:
                 if 0 <= t - s < m_total]
       for s, m in active:
         on[m][s] = par.batch_on(micro_batches[m], s)
-        inputs[s][m] = (on[m][s]["inputs"] if s == 0 else jax.device_put(
-            out.pop((s - 1, m)), par._sharded(s)))
+        inputs[s][m] = (on[m][s]["inputs"] if s == 0 else
+                        par.transfer.move(out.pop((s - 1, m)), s - 1, s))
       for s, m in active:
         out[(s, m)], new_stats = self.forward(s)(stages[s], inputs[s][m],
                                                  keys[s])
@@ -137,8 +142,8 @@ class GPipe:
       active = [(s, m_total - 1 - (u - (num_stages - 1 - s)))
                 for s in reversed(range(num_stages))]
       active = [(s, m) for s, m in active if 0 <= m < m_total]
-      cots = {s: (None if s == num_stages - 1 else jax.device_put(
-          cotangents.pop((s + 1, m)), par._sharded(s))) for s, m in active}
+      cots = {s: (None if s == num_stages - 1 else par.transfer.move(
+          cotangents.pop((s + 1, m)), s + 1, s)) for s, m in active}
       for s, m in active:
         last = s == num_stages - 1
         g, cotangents[(s, m)], value = self.backward(s)(

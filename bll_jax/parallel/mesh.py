@@ -12,6 +12,7 @@ more), and stage `s` owns the sub-mesh `devices[:, s]` with the single axis
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from typing import Sequence
 
@@ -106,6 +107,39 @@ def stage_mesh(mesh: Mesh, stage: int) -> Mesh:
 def batch_sharding(mesh: Mesh) -> NamedSharding:
   """Leading (batch) axis over `data`, everything else replicated."""
   return NamedSharding(mesh, P("data"))
+
+
+def put(value, sharding: NamedSharding) -> jax.Array:
+  """Host (or local) data onto `sharding`, which may span other processes.
+
+  Each process supplies only its own devices' parts (every process holds
+  the same global value), so a stage on another process's devices costs
+  this process nothing.
+  """
+  if jax.process_count() == 1 or isinstance(value, jax.Array) and (
+      not value.is_fully_addressable):
+    return jax.device_put(value, sharding)
+  value = np.asarray(value)
+  return jax.make_array_from_callback(value.shape, sharding,
+                                      lambda index: value[index],
+                                      dtype=value.dtype)
+
+
+_barriers = itertools.count()
+
+
+def host_barrier(name: str, timeout_seconds: int = 300) -> None:
+  """Waits until every process gets here (a no-op with one process).
+
+  The barrier is the coordination service's, not a collective: it queues
+  no device work, so it cannot wait behind work it is meant to order.
+  Every process must call it the same number of times.
+  """
+  if jax.process_count() == 1:
+    return
+  from jax._src import distributed   # the client JAX's own tests use
+  distributed.global_state.client.wait_at_barrier(
+      f"bll-{name}-{next(_barriers)}", timeout_seconds * 1000)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -4,10 +4,17 @@ The MPMD path works for any network (heterogeneous blocks such as ResNet
 stages): block `k` lives on the sub-mesh of its stage (`mesh.stage_mesh`),
 its parameters and optax state replicated over the stage's `data` devices and
 its batch sharded over them, so XLA averages its gradients over `data` only.
-Activations move between stages with `jax.device_put`; the feedback network
-lives on stage 0. Nothing waits for a block that is not an input: JAX's
-asynchronous dispatch runs the stages' computations as soon as their inputs
-exist, so in the `pipelined` schedule the stages of one tick overlap.
+Nothing waits for a block that is not an input: JAX's asynchronous dispatch
+runs the stages' computations as soon as their inputs exist, so in the
+`pipelined` schedule the stages of one tick overlap.
+
+In the `sync` schedule activations move with `jax.device_put` and the
+feedback network lives on stage 0. In the `pipelined` schedule everything
+that crosses stages is a collective every process dispatches at the same
+point (`bll_jax.parallel.transfer`, `bll_jax.parallel.replicas`): the
+activations move with `ppermute`, and every stage holds a replica of the
+feedback network, updated each tick from one all-reduce of the stages'
+feedback gradients.
 
 With one stage (`block=1`) it is plain data parallelism: the fused step of the
 engine, batch sharded over all devices.
@@ -15,33 +22,17 @@ engine, batch sharded over all devices.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Iterable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
 from bll_jax import step as step_lib
 from bll_jax.parallel import mesh as mesh_lib
 from bll_jax.parallel import schedules
-
-
-def _place(value, sharding) -> jax.Array:
-  """Host (or local) data onto `sharding`, which may span other processes.
-
-  Each process supplies only its own devices' parts (every process holds
-  the same global value), so a stage on another process's devices costs
-  this process nothing.
-  """
-  if jax.process_count() == 1 or isinstance(value, jax.Array) and (
-      not value.is_fully_addressable):
-    return jax.device_put(value, sharding)
-  value = np.asarray(value)
-  return jax.make_array_from_callback(value.shape, sharding,
-                                      lambda index: value[index],
-                                      dtype=value.dtype)
+from bll_jax.parallel.replicas import FeedbackReplicas
+from bll_jax.parallel.transfer import StageTransfer
 
 
 class BlockParallel:
@@ -52,9 +43,12 @@ class BlockParallel:
     mesh: a mesh from :func:`bll_jax.parallel.mesh.make_mesh`.
     fused: with one stage, use the engine's fused step (else the per-block
       steps in turn; with several stages they always are).
+    ticks_in_flight: in the `pipelined` schedule, how many ticks Python may
+      dispatch ahead of the devices.
   """
 
-  def __init__(self, engine: step_lib.Engine, mesh: Mesh, fused: bool = True):
+  def __init__(self, engine: step_lib.Engine, mesh: Mesh, fused: bool = True,
+               ticks_in_flight: int = 2):
     self.engine = engine
     self.mesh = mesh
     self.fused = fused
@@ -69,6 +63,10 @@ class BlockParallel:
     self.meshes = [mesh_lib.stage_mesh(mesh, s) for s in range(num_stages)]
     self._fb_forward = jax.jit(
         lambda params: engine.feedback_forward(params, None))
+    self.transfer = StageTransfer(mesh)
+    self.replicas = FeedbackReplicas(engine, mesh)
+    self.ticks_in_flight = ticks_in_flight
+    self.timeline: list[tuple[int, int, int]] = []   # of the last `pipelined`
 
   @property
   def num_stages(self) -> int:
@@ -92,7 +90,7 @@ class BlockParallel:
 
   def place(self, state: step_lib.TrainState) -> step_lib.TrainState:
     """Moves every block's state to its stage, the feedback's to stage 0."""
-    return jax.tree.map(_place, state, self.state_shardings(state))
+    return jax.tree.map(mesh_lib.put, state, self.state_shardings(state))
 
   def batch_on(self, batch: dict[str, Any], stage: int,
                local: bool = False) -> dict[str, jax.Array]:
@@ -108,12 +106,12 @@ class BlockParallel:
     if local:
       return {k: jax.make_array_from_process_local_data(sharding, v)
               for k, v in batch.items()}
-    return {k: _place(v, sharding) for k, v in batch.items()}
+    return {k: mesh_lib.put(v, sharding) for k, v in batch.items()}
 
   def key_on(self, key: jax.Array, stage: int) -> jax.Array:
     if jax.process_count() == 1:
       return jax.device_put(key, self._replicated(stage))
-    data = _place(np.asarray(jax.random.key_data(key)),
+    data = mesh_lib.put(np.asarray(jax.random.key_data(key)),
                   self._replicated(stage))
     return jax.random.wrap_key_data(data)
 
@@ -187,6 +185,9 @@ class BlockParallel:
       `(state, metrics, feedback_losses)`: `metrics[m]` holds every block's
       metrics for micro-batch `m`; `feedback_losses[t]` the feedback loss of
       tick `t` (device arrays: nothing is fetched to the host here).
+      `self.timeline` then lists the `(tick, stage, micro-batch)` of every
+      unit of work the call dispatched, in order (for plots and checks:
+      it equals :func:`bll_jax.parallel.schedules.timeline`).
     """
     engine = self.engine
     schedules.check_pipelined(engine)
@@ -194,18 +195,23 @@ class BlockParallel:
     stream = iter(micro_batches)
     blocks, fb_state = list(state.blocks), state.feedback
     trains = engine.trains_feedback
-    # Every stage holds the feedback's parameters (they are small) and
-    # computes its blocks' feedback and feedback gradients itself; only the
-    # gradients travel to stage 0, whose optimiser state updates the
-    # parameters, which travel back. No natural parameters leave a stage.
-    spread = lambda params: [jax.device_put(params, self._replicated(s))
-                             for s in range(num_stages)]
-    versions = [spread(fb_state.params)] if engine.feedback else None
-    fb_cache = {}
+    # Every stage holds a replica of the feedback (`replicas`): it computes
+    # its blocks' feedback and feedback gradients where they live, and one
+    # all-reduce per tick updates every replica. No natural parameters and
+    # no per-block gradients leave a stage.
+    replicas = self.replicas
+    if trains:
+      fb_state = replicas.broadcast(fb_state)
+      versions = [replicas.views(fb_state.params)]
+    elif engine.feedback is not None:      # fixed: placed once per stage
+      fixed = [self._fb_forward(params) for params in
+               replicas.views(replicas.broadcast(fb_state.params))]
     in_flight: dict[int, dict] = {}      # micro-batch -> its host batch
     inbox: dict[int, jax.Array] = {}
+    in_flight_ticks: list[list[jax.Array]] = []
     metrics: list[dict] = []
     feedback_losses = []
+    self.timeline = []
     t = 0
     exhausted = False
     while True:
@@ -220,53 +226,55 @@ class BlockParallel:
                 if t - s in in_flight]
       if not active:
         break
+      self.timeline += [(t, s, m) for s, m in active]
       # 1. Every transfer of the tick first: a stage's input must not wait
       #    behind another stage's computation in this loop.
       inputs = {}
       for s, m in active:
         on = self.batch_on(in_flight[m], s, local)
-        h = on["inputs"] if s == 0 else jax.device_put(inbox[s],
-                                                       self._sharded(s))
+        h = on["inputs"] if s == 0 else self.transfer.move(inbox[s], s - 1, s)
         inputs[s] = (on, h, self.key_on(keys[m], s))
-      # 2. Every stage's steps, and its blocks' feedback gradients.
+      # 2. Every stage's steps, and its blocks' feedback gradients, taken
+      #    at the feedback of `feedback_lag` updates ago.
       phi = versions[max(0, len(versions) - 1 - feedback_lag)] if (
-          versions) else None
-      grads, fb_losses, outbox = [], [], {}
+          trains) else None
+      contributions, outbox = {}, {}
       for s, m in active:
         on, h, key = inputs[s]
         fb = ()
-        if engine.feedback is not None:
-          if trains or s not in fb_cache:
-            fb_cache[s] = self._fb_forward(phi[s])
-          fb = fb_cache[s]
+        if trains:
+          fb = self._fb_forward(phi[s])
+        elif engine.feedback is not None:
+          fb = fixed[s]
         for k in self.stage_blocks[s]:
           blocks[k], h, eta, met = engine.block_step(k)(
               blocks[k], h, fb[k] if k < hidden else None, on["labels"],
               on["weights"], key)
           metrics[m].update({f"block{k}/{n}": v for n, v in met.items()})
           if trains and k < hidden:
-            g, loss = engine.feedback_grad(k)(phi[s], eta, on["labels"],
-                                              on["weights"])
-            grads.append(jax.device_put(g, self._replicated(0)))
-            fb_losses.append(jax.device_put(loss, self._replicated(0)))
+            contributions.setdefault(s, []).append(engine.feedback_grad(k)(
+                phi[s], eta, on["labels"], on["weights"]))
         outbox[s + 1] = h
         if s == num_stages - 1:
           del in_flight[m]
       inbox = outbox
-      # Each process waits for its own stages' tick before dispatching the
-      # next: the processes stay in step and their transfers pair up in
-      # order (measured: letting Python run ahead slowed the ticks ~1.5x).
-      jax.block_until_ready([x for x in jax.tree.leaves((blocks, outbox))
-                             if isinstance(x, jax.Array)
-                             and x.is_fully_addressable])
-      # 3. One feedback update from the gradients of the active blocks.
-      if grads:
-        total = functools.reduce(lambda a, b: jax.tree.map(jnp.add, a, b),
-                                 grads)
-        fb_state = engine.feedback_apply(fb_state, total)
-        versions = (versions + [spread(fb_state.params)])[-(feedback_lag + 1):]
-        feedback_losses.append(sum(fb_losses))
+      # 3. One feedback update on every replica from all stages' parts.
+      if contributions:
+        fb_state, loss = replicas.update(fb_state, contributions)
+        versions = (versions + [replicas.views(fb_state.params)])[
+            -(feedback_lag + 1):]
+        feedback_losses.append(replicas.view(loss, 0))
+      # Python may run ahead of the devices by `ticks_in_flight` ticks (its
+      # dispatch overlaps their work), no further: what it queues holds
+      # micro-batches and activations.
+      in_flight_ticks.append([x for x in jax.tree.leaves((blocks, outbox))
+                              if isinstance(x, jax.Array)
+                              and x.is_fully_addressable])
+      if len(in_flight_ticks) > self.ticks_in_flight:
+        jax.block_until_ready(in_flight_ticks.pop(0))
       t += 1
+    if trains:
+      fb_state = replicas.view(fb_state, 0)    # where `place` keeps it
     new_state = step_lib.TrainState(state.step + len(metrics), tuple(blocks),
                                     fb_state)
     return new_state, metrics, feedback_losses
