@@ -33,6 +33,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
+import numbers
 from typing import ClassVar
 
 import jax
@@ -262,16 +263,25 @@ class Categorical(Family):
   `eta` of shape `[..., D]` is read as `[..., D // G, G]` logits;
   `A = sum_groups logsumexp_G(eta)`, `mean = softmax` per group, base
   measure 1. With one group of `G = num_classes` states this is a classifier.
+  The agreement of two messages is, per group `g`,
+
+  .. math::
+
+     \log \sum_i \alpha_{gi} \tilde\beta_{gi}
+       = \operatorname{logsumexp}_i(a_{gi} + b_{gi})
+         - \operatorname{logsumexp}_i a_{gi} - \operatorname{logsumexp}_i b_{gi},
+
+  summed over groups (:meth:`Family.log_agreement` with base measure 1).
   """
 
   group_size: int = 2
   name: ClassVar[str] = "categorical"
 
   def __post_init__(self):
-    if (not isinstance(self.group_size, int) or isinstance(self.group_size, bool)
-        or self.group_size < 1):
-      raise ValueError(
-          f"group_size must be a positive integer, got {self.group_size!r}")
+    g = self.group_size
+    if (not isinstance(g, numbers.Integral) or isinstance(g, bool) or g < 1):
+      raise ValueError(f"group_size must be a positive integer, got {g!r}")
+    object.__setattr__(self, "group_size", int(g))  # np.int64 -> int
 
   def check(self, name, eta):
     eta = super().check(name, eta)
@@ -317,9 +327,10 @@ class Gaussian(Family):
 
   def __post_init__(self):
     v = self.variance
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (
         v > 0 and math.isfinite(v)):
       raise ValueError(f"variance must be a positive finite float, got {v!r}")
+    object.__setattr__(self, "variance", float(v))  # np.float32 -> float
 
   def _log_partition(self, eta):
     return jnp.sum(0.5 * self.variance * jnp.square(eta), -1)
@@ -379,7 +390,8 @@ class GaussianLearnedVariance(Family):
   `A(eta) = -eta1^2 / (4 eta2) - log(-2 eta2) / 2`.
   Natural parameters add under products, so the posterior stays in the
   family. :meth:`natural_from_raw` maps an unconstrained mean and precision
-  to natural parameters; a non-negative `eta2` passed directly gives NaN.
+  to natural parameters; a non-negative `eta2` passed directly is refused
+  with `ValueError` when concrete, and gives NaN under `jit`.
 
   Attributes:
     min_precision: lower bound on the precision produced by
@@ -392,9 +404,25 @@ class GaussianLearnedVariance(Family):
 
   def __post_init__(self):
     p = self.min_precision
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not (
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not (
         p >= 0 and math.isfinite(p)):
       raise ValueError(f"min_precision must be a finite float >= 0, got {p!r}")
+    object.__setattr__(self, "min_precision", float(p))
+
+  def check(self, name, eta):
+    """Also refuses a concrete `eta` whose second half is not negative.
+
+    Under `jit` the values are unknown and a non-negative `eta2` gives NaN;
+    :meth:`natural_from_raw` never produces one.
+    """
+    eta = super().check(name, eta)
+    if not isinstance(eta, jax.core.Tracer) and name != "raw":
+      eta2 = self._split(eta)[1]
+      if eta2.size and not bool(jnp.all(eta2 < 0)):
+        raise ValueError(
+            f"{name} must have a negative second half (eta2 = -precision / 2 "
+            f"< 0) for {self!r}; map network outputs with natural_from_raw")
+    return eta
 
   @staticmethod
   def _split(eta):

@@ -129,10 +129,19 @@ def _scores_logsumexp(family, flat, eta_fb, temperature, chunk_size):
 
 
 def _label_rows(eta_fb, labels):
-  """The feedback parameters of each example's own class, `[N, P]`."""
+  """The feedback parameters of each example's own class, `[N, P]`.
+
+  Labels outside `[0, C)` give NaN rows (so a NaN loss) instead of the
+  clamped gather JAX would do: under `jit` they cannot be refused.
+  """
+  num_classes = eta_fb.shape[-2]
+  valid = (labels >= 0) & (labels < num_classes)
+  index = jnp.clip(labels, 0, num_classes - 1)
   if eta_fb.ndim == 2:
-    return eta_fb[labels]
-  return jnp.take_along_axis(eta_fb, labels[:, None, None], 1)[:, 0]
+    rows = eta_fb[index]
+  else:
+    rows = jnp.take_along_axis(eta_fb, index[:, None, None], 1)[:, 0]
+  return jnp.where(valid[:, None], rows, jnp.array(jnp.nan, rows.dtype))
 
 
 def local_logits(family: FamilyLike, eta_fwd, eta_fb, *,
@@ -235,7 +244,9 @@ def local_loss(family: FamilyLike, eta_fwd, eta_fb, labels, *,
       for a feature map with `position_ndim=2`.
     eta_fb: feedback natural parameters of every class, `[C, P]`, or per
       example, `[*batch, C, P]` (posterior bootstrapping).
-    labels: integer targets of shape `batch`, in `[0, C)`.
+    labels: integer targets of shape `batch`, in `[0, C)`. Refused with
+      `ValueError` when concrete; under `jit` an out-of-range label gives a
+      NaN loss for its example (never a silently clamped class).
     temperature: `T > 0`, divides the scores.
     chunk_size: classes scored at a time (`None`: all at once). With a large
       vocabulary the generic families then never hold `[N, C, P]`: chunks are
@@ -270,7 +281,14 @@ def feedback_discriminative_loss(family: FamilyLike, eta_fwd, eta_fb, labels, *,
                                  position_ndim: int = 0) -> Array:
   r"""The discriminative feedback loss: :func:`local_loss` seen from `phi_k`.
 
-  The same value `-log q(y | alpha_k)`, with the gradient reaching `eta_fb`
+  .. math::
+
+     L^{disc}_k = -\log q(y \mid \mathrm{sg}[\alpha_k])
+       = -\tfrac{1}{T} s_y + \operatorname{logsumexp}_{y'} \tfrac{1}{T} s_{y'},
+     \qquad s_y = \log \textstyle\sum_z \mathrm{sg}[\alpha_k](z)\,
+                   \tilde\beta_{k,y}(z; \phi_k),
+
+  the same value `-log q(y | alpha_k)`, with the gradient reaching `eta_fb`
   only (`eta_fwd` is stop-gradient'ed inside): the feedback learns class
   parameters under which the detached forward messages classify well.
 

@@ -69,11 +69,15 @@ def test_categorical_log_agreement_matches_enumeration(logits):
     (families.Bernoulli(), ref.bernoulli_states(4), ref.bernoulli_log_prob),
     (families.Categorical(2), ref.categorical_states(2, 2),
      lambda s, e: ref.categorical_log_prob(s, e, 2)),
-])
+    (families.Categorical(3), ref.categorical_states(2, 3),
+     lambda s, e: ref.categorical_log_prob(s, e, 3)),
+    (families.Categorical(5), ref.categorical_states(1, 5),
+     lambda s, e: ref.categorical_log_prob(s, e, 5)),
+], ids=["bernoulli", "categorical2", "categorical3", "categorical5"])
 def test_discrete_posterior_entropy_cross_entropy_mean(x64, seed, family,
                                                        states, log_prob):
   rng = np.random.default_rng(seed)
-  a, b = rng.normal(scale=3, size=(2, 4))
+  a, b = rng.normal(scale=3, size=(2, states.shape[1]))
   log_a, log_b = log_prob(states, a), log_prob(states, b)
 
   # Posterior: alpha * beta normalised over all states is the family at a+b.
@@ -88,7 +92,7 @@ def test_discrete_posterior_entropy_cross_entropy_mean(x64, seed, family,
                                                       post_eta)
   np.testing.assert_allclose(np.exp(got_post), posterior, rtol=1e-10)
 
-  p_a, p_b = np.exp(log_a), np.exp(log_b)
+  p_a = np.exp(log_a)
   np.testing.assert_allclose(family.entropy(a), -np.sum(p_a * log_a),
                              rtol=1e-10)
   np.testing.assert_allclose(family.cross_entropy(a, b), -np.sum(p_a * log_b),
@@ -308,6 +312,36 @@ def test_registry_and_constructor_errors():
     families.Categorical(2.5)
   with pytest.raises(ValueError, match="min_precision"):
     families.GaussianLearnedVariance(-1.0)
+  with pytest.raises(ValueError, match="group_size"):
+    families.Categorical(True)
+
+
+def test_numpy_scalars_are_accepted_as_hyperparameters():
+  # A config read from a .npz or computed with numpy hands these over.
+  fam = families.Gaussian(np.float32(0.5))
+  assert fam == families.Gaussian(0.5) and type(fam.variance) is float
+  fam = families.Categorical(np.int64(3))
+  assert fam == families.Categorical(3) and type(fam.group_size) is int
+  assert hash(fam) == hash(families.Categorical(3))          # a jit static arg
+  fam = families.GaussianLearnedVariance(np.float64(0.01))
+  assert type(fam.min_precision) is float
+
+
+def test_learned_variance_refuses_a_non_negative_eta2_when_it_can_see_it():
+  fam = families.GaussianLearnedVariance()
+  good = jnp.array([[0.3, -0.5]])
+  assert np.isfinite(float(fam.log_partition(good)[0]))
+  for eta2 in (0.0, 0.5):
+    bad = jnp.array([[0.3, eta2]])
+    with pytest.raises(ValueError, match="negative second half"):
+      fam.log_partition(bad)
+    with pytest.raises(ValueError, match="eta_b must have a negative"):
+      fam.log_agreement(good, bad)
+    # Under jit the values are unknown: NaN, as documented.
+    assert np.isnan(float(jax.jit(fam.log_partition)(bad)[0]))
+  # natural_from_raw maps any raw output to valid parameters.
+  raw = jnp.array([[0.3, -50.0], [0.3, 50.0]])
+  assert np.all(np.isfinite(fam.log_partition(fam.natural_from_raw(raw))))
 
 
 def test_shape_and_dtype_errors_name_the_argument():
