@@ -9,7 +9,9 @@ aliases: `--batch-size`, `--data-dir`. With no flags the embedded default runs:
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import re
 import sys
 from typing import Any, Sequence
 
@@ -55,6 +57,20 @@ _METAVARS = {int: "INT", float: "FLOAT", str: "TEXT", _parse_bool: "BOOL",
              _parse_ints: "INTS"}
 
 
+def _field_comments() -> dict[str, str]:
+  """`name -> comment` of each `c.name = value  # comment` in base_config.
+
+  The comments of :func:`presets.base_config` document the allowed values
+  (`adam | adamw | sgd`); `--help` shows them, so they are written once.
+  """
+  comments = {}
+  for line in inspect.getsource(presets.base_config).splitlines():
+    match = re.match(r"\s*c\.([\w.]+)\s*=.*?#\s*(.+)$", line)
+    if match:
+      comments[match.group(1)] = match.group(2).strip()
+  return comments
+
+
 class _Parser(argparse.ArgumentParser):
   """Reports a bad flag in one line (the usage is one `--help` away)."""
 
@@ -69,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                   "(or its baselines) and evaluate it.",
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   base = presets.base_config()
+  comments = _field_comments()
   for name, default in _leaves(base):
     flags = [f"--{name}"]
     if "_" in name:
@@ -78,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
         flags.append(f"--{alias}")
     kind = _parser_type(default)
     help_text = f"(default from the preset; base {default!r})"
+    if name in comments:
+      help_text = f"{comments[name]} {help_text}".replace("%", "%%")
     if name == "preset":
       parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS,
                           choices=sorted(presets.PRESETS),
@@ -105,7 +124,8 @@ def config_from_args(argv: Sequence[str] | None = None):
   Returns:
     `(config, explicit)`: the config and the names of the fields given.
   """
-  args = vars(build_parser().parse_args(argv))
+  parser = build_parser()
+  args = vars(parser.parse_args(argv))
   print_config = args.pop("print_config", False)
   config = presets.get_config(args.pop("preset", "mnist1d"))
   for name, value in args.items():
@@ -114,8 +134,31 @@ def config_from_args(argv: Sequence[str] | None = None):
     for part in path:
       node = node[part]
     node[leaf] = value
+  explicit = set(args)
+  try:
+    _resolve_cut(config, explicit)
+  except ValueError as e:
+    parser.error(str(e))
   config.print_config = print_config
-  return config, set(args)
+  return config, explicit
+
+
+def _resolve_cut(config, explicit: set[str]) -> None:
+  """`--blocks N` alone re-cuts evenly, even on a preset with cut points.
+
+  Presets such as `fashion_mnist_resnet18` cut at stage boundaries
+  (`cuts`), which take precedence over `blocks`; a user who asks for
+  `--blocks 2` means two blocks, so the preset's cut points are dropped.
+  Both flags given must agree (`len(cuts) + 1 == blocks`).
+  """
+  if "blocks" in explicit and "cuts" not in explicit:
+    config.cuts = ()
+  elif {"blocks", "cuts"} <= explicit and config.cuts and (
+      len(config.cuts) + 1 != config.blocks):
+    raise ValueError(
+        f"--cuts {','.join(map(str, config.cuts))} makes "
+        f"{len(config.cuts) + 1} blocks but --blocks is {config.blocks}; "
+        f"give one of the two")
 
 
 def _check_method_conflicts(config, explicit: set[str]) -> None:

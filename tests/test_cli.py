@@ -167,6 +167,29 @@ def test_print_config_starts_from_the_named_preset(no_compile, empty_cwd,
   assert config["cuts"] == [3, 5, 7]
 
 
+def test_blocks_alone_drops_the_presets_cut_points(no_compile, empty_cwd,
+                                                   capsys):
+  assert cli.main(["--preset", "fashion_mnist_resnet18", "--blocks", "2",
+                   "--print-config"]) == 0
+  config = json.loads(capsys.readouterr().out)
+  assert config["blocks"] == 2 and config["cuts"] == []
+
+
+def test_blocks_and_cuts_that_disagree_are_refused(no_compile, empty_cwd,
+                                                    capsys):
+  with pytest.raises(SystemExit) as info:
+    cli.main(["--preset", "fashion_mnist_resnet18", "--blocks", "2",
+              "--cuts", "3,5", "--print-config"])
+  assert info.value.code == 2
+  err = capsys.readouterr().err
+  assert "--cuts 3,5 makes 3 blocks but --blocks is 2" in err
+  # Agreeing flags are fine.
+  assert cli.main(["--preset", "fashion_mnist_resnet18", "--blocks", "3",
+                   "--cuts", "3,5", "--print-config"]) == 0
+  config = json.loads(capsys.readouterr().out)
+  assert config["blocks"] == 3 and config["cuts"] == [3, 5]
+
+
 def test_help_lists_the_flags(no_compile, empty_cwd, capsys):
   with pytest.raises(SystemExit) as info:
     cli.main(["--help"])
@@ -175,6 +198,10 @@ def test_help_lists_the_flags(no_compile, empty_cwd, capsys):
   for flag in ("--feedback-loss", "--data-dir", "--batch-size", "--preset",
                "--resume", "--print-config", "--model.widths"):
     assert flag in out, flag
+  # The allowed values of the enumerated fields, from base_config's comments.
+  flat = " ".join(out.split())
+  assert "adam | adamw | sgd" in flat
+  assert "bll | bp | local | drtp" in flat
 
 
 def test_help_does_not_import_the_training_stack():

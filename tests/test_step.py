@@ -44,6 +44,12 @@ def _max_diff(a, b):
 MLP = models.mlp((16, 16, 16), NUM_CLASSES)
 CNN = models.cnn((4, 8), (3, 3), (1, 2), NUM_CLASSES, 1)   # with BatchNorm
 TRANSFORMER = models.transformer(2, 16, 2, 32, NUM_CLASSES, 6)
+TRANSFORMER_DROPOUT = models.transformer(2, 16, 2, 32, NUM_CLASSES, 6,
+                                         dropout=0.3)
+# ImageNet stem (strided conv + max-pool), bottlenecks at ResNet-50's depth:
+# the network of the imagenet_resnet50 preset, narrow and on small images.
+RESNET50 = models.resnet(50, NUM_CLASSES, stem="imagenet", width=2)
+RESNET18 = models.resnet(18, NUM_CLASSES, stem="imagenet", width=4)
 
 CASES = {
     "mlp-gaussian-direct": (MLP, families.Gaussian(), "direct", (12,), None),
@@ -56,12 +62,32 @@ CASES = {
                                   (10,), None),
     "transformer-gaussian-chained": (TRANSFORMER, families.Gaussian(),
                                      "chained", (6,), (2, 3)),
+    # Dropout masks come from each block's own key, the same in both paths.
+    "transformer-dropout-chained": (TRANSFORMER_DROPOUT, families.Gaussian(),
+                                    "chained", (6,), (2, 3)),
+    # Cut at the stage boundaries, as the presets do.
+    "resnet18-imagenet-chained": (RESNET18, families.Gaussian(), "chained",
+                                  (32, 32, 3), models.stage_cuts(18)),
+    "resnet50-imagenet-chained": pytest.param(
+        (RESNET50, families.Gaussian(), "chained", (32, 32, 3),
+         models.stage_cuts(50)), marks=pytest.mark.slow),
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+def _cases():
+  """CASES as parameters; a slow one runs with BLL_FULL=1, and resnet18
+  (same stem, same cut at the stage boundaries) is its short form."""
+  for name in sorted(CASES):
+    case = CASES[name]
+    if isinstance(case, tuple):
+      yield pytest.param(case, id=name)
+    else:
+      yield pytest.param(*case.values, marks=case.marks, id=name)
+
+
+@pytest.mark.parametrize("case", _cases())
 def test_per_block_steps_in_turn_equal_the_fused_step(case):
-  stack, family, mode, shape, cuts = CASES[case]
+  stack, family, mode, shape, cuts = case
   # Both feedback losses where the feedback has most structure.
   feedback_loss = "both" if mode in ("chained", "bootstrapped") else "ml"
   tokens = stack.token_targets
@@ -107,12 +133,41 @@ def test_each_block_step_touches_only_its_own_state():
     h = h_next
 
 
-@pytest.mark.parametrize("mode", ["direct", "chained", "bootstrapped"])
-def test_gradient_locality_on_the_full_parameter_tree(mode):
+def test_dropout_is_on_in_training_keyed_per_block_and_off_in_evaluation():
+  engine = _engine(TRANSFORMER_DROPOUT, blocks.Latent(families.Gaussian()),
+                   "chained", shape=(6,), cuts=(2, 3), dtype=jnp.int32)
+  batch = _batch((6,), tokens=True)
+  state = engine.init(jax.random.key(0), batch["inputs"])
+  h = batch["inputs"]
+  for k in range(engine.num_blocks - 1):     # the head has no dropout
+    params = state.blocks[k].params
+
+    def run(train, key, k=k, params=params, h=h):
+      return engine._forward(k, params, {}, h, train, key)[0]
+
+    a, b = run(True, jax.random.key(1)), run(True, jax.random.key(2))
+    assert _max_diff(a, run(True, jax.random.key(1))) == 0     # keyed
+    assert _max_diff(a, b) > 0                                  # masks differ
+    assert _max_diff(run(False, jax.random.key(1)),
+                     run(False, jax.random.key(2))) == 0        # eval: none
+    h = engine._forward(k, params, {}, h, False, None)[1]
+
+
+@pytest.mark.parametrize("stack,mode,shape,tokens", [
+    (MLP, "direct", (12,), False),
+    (MLP, "chained", (12,), False),
+    (MLP, "bootstrapped", (12,), False),
+    (CNN, "chained", (10,), False),                  # feature maps, BatchNorm
+    (TRANSFORMER_DROPOUT, "chained", (6,), True),    # token targets, dropout
+], ids=["mlp-direct", "mlp-chained", "mlp-bootstrapped", "cnn-chained",
+        "transformer-chained"])
+def test_gradient_locality_on_the_full_parameter_tree(stack, mode, shape,
+                                                      tokens):
   """d L_k / d theta_j = 0 exactly for j != k, and d L_k / d phi = 0."""
-  engine = _engine(MLP, blocks.Latent(families.Gaussian()), mode, num_blocks=4,
-                   feedback_loss="both")
-  batch = _batch((12,))
+  engine = _engine(stack, blocks.Latent(families.Gaussian()), mode,
+                   num_blocks=min(4, len(stack)), feedback_loss="both",
+                   shape=shape, dtype=jnp.int32 if tokens else jnp.float32)
+  batch = _batch(shape, tokens=tokens)
   state = engine.init(jax.random.key(0), batch["inputs"])
   params = tuple(b.params for b in state.blocks)
   stats = [b.batch_stats for b in state.blocks]

@@ -509,23 +509,8 @@ def test_a_token_target_run_completes(tmp_path):
   assert record["test/exact_match"] == summary["test_exact_match"]
 
 
-def _python_floats(evaluate):
-  """`evaluate` with numpy scalars in its result turned into Python floats."""
-
-  def wrapped(*args, **kwargs):
-    return {k: float(v) if isinstance(v, np.generic) else v
-            for k, v in evaluate(*args, **kwargs).items()}
-
-  return wrapped
-
-
 def test_reverse_transformer_reports_exact_match_from_greedy_decoding(
-    tmp_path, monkeypatch):
-  # Around the float32 bug of test_a_token_target_run_completes, so that the
-  # decoding is checked now; a no-op once the result holds Python floats.
-  from bll_jax import evaluate as evaluate_lib
-  monkeypatch.setattr(evaluate_lib, "evaluate",
-                      _python_floats(evaluate_lib.evaluate))
+    tmp_path):
   config = _config("seq_transformer", base=TINY_REVERSE)
   summary = train.train_and_evaluate(config, str(tmp_path))
   assert (summary["dataset"], summary["model"]) == ("reverse", "transformer")

@@ -46,7 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Method: bll (block-local), bp (end-to-end backprop, same network),
   # local (greedy local classifiers), drtp (fixed random feedback). local and
   # drtp are bll with fixed settings (see bll_jax.experiment.resolve).
-  c.method = "bll"
+  c.method = "bll"              # bll | bp | local | drtp
   c.family = "gaussian"         # bernoulli | categorical | gaussian | gaussian_learned_variance
   c.variance = 1.0              # gaussian
   c.group_size = 2              # categorical
@@ -76,7 +76,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.authors.train_auxiliary = False    # fix 2 (off: as published)
 
   c.blocks = 4                  # even cut into this many blocks ...
-  c.cuts = ()                   # ... unless explicit cut points are given
+  c.cuts = ()                   # ... unless explicit cut points are given (--blocks alone drops a preset's cuts)
 
   c.optimizer = "adam"          # adam | adamw | sgd
   c.lr = 1e-3
@@ -201,9 +201,11 @@ def _imagenet_resnet50_authors(c):
 def _imagenet_resnet50_authors_pod(c):
   """`imagenet_resnet50_authors` on a TPU pod slice (v4-32: 16 chips).
 
-  The global batch stays 1024, so the learning rate stays 1.7 and every
-  chip holds 64 examples: `--mesh data=4,block=4` puts one block per column
-  of 4 chips and averages each block's gradients over its 4 data replicas.
+  The global batch stays 1024, so the learning rate stays 1.7.
+  `--mesh data=4,block=4` puts one block per column of 4 chips: every block
+  sees the whole batch, split over its column, so each chip holds
+  1024 / 4 = 256 examples of its block, and each block's gradients are
+  averaged over its 4 data replicas.
   For another global batch B the rule is linear: `lr = 1.7 * B / 1024`,
   with the peak epoch unchanged (e.g. B = 4096: `--batch-size 4096 --lr 6.8`,
   `--mesh data=16,block=4` on a v4-128). Launch it with
