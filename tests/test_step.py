@@ -85,15 +85,20 @@ def _cases():
       yield pytest.param(*case.values, marks=case.marks, id=name)
 
 
-@pytest.mark.parametrize("case", _cases())
+@pytest.mark.parametrize("case", list(_cases()))
 def test_per_block_steps_in_turn_equal_the_fused_step(case):
   stack, family, mode, shape, cuts = case
   # Both feedback losses where the feedback has most structure.
   feedback_loss = "both" if mode in ("chained", "bootstrapped") else "ml"
   tokens = stack.token_targets
+  # The attention key bias has an exactly zero gradient (a key bias shifts
+  # every logit of a query alike): Adam would turn the two paths' different
+  # round-off into updates of size lr. With dropout that shows; SGD does not
+  # amplify it.
+  tx = optax.sgd(0.1) if stack is TRANSFORMER_DROPOUT else None
   engine = _engine(stack, blocks.Latent(family), mode, shape=shape,
                    cuts=cuts, dtype=jnp.int32 if tokens else jnp.float32,
-                   feedback_loss=feedback_loss)
+                   feedback_loss=feedback_loss, tx=tx)
   batch = _batch(shape, tokens=tokens)
   state = engine.init(jax.random.key(0), batch["inputs"])
   fused = per_block = state
