@@ -15,12 +15,13 @@ and the feedback is a bias-free linear map of the one-hot label per block,
   that class;
 * forward, a weighted sum (weights: every one a config field, defaults the
   authors'):
-  - `output` (0.43): the task cross-entropy at the output block;
+  - `output` (0.43): the task cross-entropy at the output block (with the
+    config's label smoothing, as the authors' ImageNet run uses);
   - `decorrelation` (0.7): `losses.batch_decorrelation_loss(xn_k)`;
   - `similarity` (0.25): the cosine of `xn_k` and its detached class
     feedback vector `b_k(y)`;
-  - `auxiliary` (0.55): the cross-entropy of an auxiliary classifier per
-    block (average-pool + linear);
+  - `auxiliary` (0.55): the cross-entropy (label-smoothed likewise) of an
+    auxiliary classifier per block (average-pool + linear);
   - `denoising` (1.0): `losses.denoising_loss(f_k(h + 0.01 eps), f_k(h))`.
 
 Two apparent defects read from their code, each a switch (off = the code as
@@ -44,9 +45,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from bll_jax import losses
+from bll_jax.step import task_loss
 
 sg = jax.lax.stop_gradient
 
@@ -115,11 +116,12 @@ def block_terms(recipe: AuthorsRecipe, engine, k: int, params, batch_stats,
                 h_in, fb_k, labels, weights, key):
   """Block `k`'s unweighted loss terms, and `(eta, h_out, stats, aux)`."""
   mean = engine.mean_fn
+  smoothing = engine.objective.label_smoothing
   eta, h_out, stats, aux = engine.forward_with_aux(k, params, batch_stats,
                                                    h_in, True, key)
   if k == engine.num_blocks - 1:
-    return {"output": mean(optax.softmax_cross_entropy_with_integer_labels(
-        eta, labels), weights)}, (eta, h_out, stats, aux)
+    return {"output": mean(task_loss(eta, labels, smoothing), weights)}, (
+        eta, h_out, stats, aux)
   position_ndim = engine.latents[k].position_ndim
   xn = feature_summary(h_out, position_ndim)
   noise = recipe.noise_std * jax.random.normal(
@@ -129,8 +131,7 @@ def block_terms(recipe: AuthorsRecipe, engine, k: int, params, batch_stats,
   terms = {
       "decorrelation": losses.batch_decorrelation_loss(xn),
       "similarity": mean(similarity(xn, fb_k, labels), weights),
-      "auxiliary": mean(optax.softmax_cross_entropy_with_integer_labels(
-          aux, labels), weights),
+      "auxiliary": mean(task_loss(aux, labels, smoothing), weights),
       "denoising": mean(losses.denoising_loss(
           noisy.reshape(noisy.shape[0], -1),
           h_out.reshape(h_out.shape[0], -1)), weights),
@@ -160,8 +161,12 @@ def feedback_loss(engine, etas, fb, labels, weights) -> jax.Array:
   return total
 
 
-def mask_gradients(recipe: AuthorsRecipe, grads: Any) -> Any:
-  """As published, the auxiliary heads' gradients are zeroed."""
-  if recipe.train_auxiliary or not isinstance(grads, dict) or "aux" not in grads:
-    return grads
-  return {**grads, "aux": jax.tree.map(jnp.zeros_like, grads["aux"])}
+def freeze_auxiliary(recipe: AuthorsRecipe, tree: Any) -> Any:
+  """As published, the auxiliary heads never change: zeroes their entries.
+
+  Applied to a block's gradients and again to its optax updates, so that
+  weight decay (`sgd` + decay, `adamw`) cannot move the frozen heads either.
+  """
+  if recipe.train_auxiliary or not isinstance(tree, dict) or "aux" not in tree:
+    return tree
+  return {**tree, "aux": jax.tree.map(jnp.zeros_like, tree["aux"])}

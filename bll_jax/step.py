@@ -252,11 +252,20 @@ class Engine:
     loss, metrics = self._block_objective(k, eta, fb_k, labels, weights)
     return loss, (eta, h_out, stats, metrics)
 
-  def _mask(self, grads):
+  def _mask(self, tree):
+    """The authors' recipe as published freezes the auxiliary heads."""
     if self.recipe is None:
-      return grads
+      return tree
     from bll_jax import authors
-    return authors.mask_gradients(self.recipe, grads)
+    return authors.freeze_auxiliary(self.recipe, tree)
+
+  def _block_update(self, state: BlockState, grads, batch_stats) -> BlockState:
+    """A block's optax update; frozen parameters get neither gradient nor
+    update (so weight decay or momentum cannot move them either)."""
+    updates, opt_state = self.tx.update(self._mask(grads), state.opt_state,
+                                        state.params)
+    return BlockState(optax.apply_updates(state.params, self._mask(updates)),
+                      batch_stats, opt_state)
 
   def _above(self, etas):
     """For bootstrapping: block `k + 1`'s pooled natural parameters."""
@@ -392,8 +401,7 @@ class Engine:
 
       grads, (eta, h_out, stats, metrics) = jax.grad(
           loss_fn, has_aux=True)(state.params)
-      grads = self._mask(grads)
-      return (self._update(self.tx, state, grads, stats), sg(h_out), sg(eta),
+      return (self._block_update(state, grads, stats), sg(h_out), sg(eta),
               metrics)
 
     return jax.jit(step)
@@ -516,7 +524,7 @@ class Engine:
     params = tuple(b.params for b in state.blocks)
     (grads, fb_grads), (stats, metrics) = jax.grad(
         total, argnums=(0, 1), has_aux=True)(params, state.feedback.params)
-    blocks = tuple(self._update(self.tx, b, self._mask(g), s)
+    blocks = tuple(self._block_update(b, g, s)
                    for b, g, s in zip(state.blocks, grads, stats))
     fb_state = state.feedback
     if self.trains_feedback:

@@ -2,11 +2,13 @@
 
     python experiments/authors_recipe.py --out experiments/results/authors
 
-For each preset (default: `fashion_mnist_mlp`, `mnist1d`) and seed, four
+For each preset (default: `fashion_mnist_mlp`, `mnist1d`) and seed, five
 runs of `bll-train` with the preset's budget:
 
 * `authors`: `--recipe authors` (as published);
 * `authors+fixes`: the similarity term pulls, the auxiliary heads train;
+* `authors+fixes-no-aux`: the same without the auxiliary classifiers
+  (`--authors.auxiliary 0`), to see what they contribute;
 * `bll`: the principled losses (the defaults);
 * `bp`: backprop on the same network.
 
@@ -49,13 +51,25 @@ VARIANTS = {
     "authors": ["--recipe", "authors"],
     "authors+fixes": ["--recipe", "authors", "--authors.similarity-pulls",
                       "true", "--authors.train-auxiliary", "true"],
+    # Why authors+fixes does well: the same without its auxiliary classifiers.
+    "authors+fixes-no-aux": ["--recipe", "authors", "--authors.similarity-pulls",
+                             "true", "--authors.train-auxiliary", "true",
+                             "--authors.auxiliary", "0"],
     "bll": [],
     "bp": ["--method", "bp"],
 }
 
 
+SHARES_OF = ("authors", "authors+fixes")   # variants whose term shares we record
+
+
 def term_shares(run: train.Run, state, batch) -> list[dict[str, float]]:
-  """Per hidden block: each term's share of the gradient norm (one batch)."""
+  """Per hidden block: each term's share of the gradient norm (one batch).
+
+  The norm is over the block's own weights only: the auxiliary head
+  (`params["aux"]`) is left out, since its gradient (zeroed as published)
+  says nothing about what shapes the block's features.
+  """
   engine, recipe = run.engine, run.engine.recipe
   key = jax.random.key(0)
   fb = engine.feedback_forward(state.feedback.params, None)
@@ -73,6 +87,7 @@ def term_shares(run: train.Run, state, batch) -> list[dict[str, float]]:
     norms = {}
     for name in ("decorrelation", "similarity", "auxiliary", "denoising"):
       grads = jax.grad(term)(block.params, name)
+      grads = {part: g for part, g in grads.items() if part != "aux"}
       norms[name] = float(jnp.sqrt(sum(jnp.sum(jnp.square(g))
                                        for g in jax.tree.leaves(grads))))
     total = sum(norms.values()) or 1.0
@@ -90,7 +105,7 @@ def run_one(preset: str, variant: str, seed: int, results: str,
   del config.print_config
   workdir = tempfile.mkdtemp(prefix="bll-authors-")
   try:
-    if variant.startswith("authors"):
+    if variant in SHARES_OF:
       run = train.prepare(config)
       batch = next(run.dataset.train_batches(int(config.batch_size),
                                              seed=seed, epoch=0))
@@ -99,7 +114,7 @@ def run_one(preset: str, variant: str, seed: int, results: str,
                         run.dataset.info.input_dtype)
       initial = run.engine.init(jax.random.key(seed), sample)
     summary = train.train_and_evaluate(config, workdir)
-    if variant.startswith("authors"):
+    if variant in SHARES_OF:
       checkpoints = checkpoint_lib.Checkpointer(
           os.path.join(workdir, "checkpoints"))
       final, _ = checkpoints.restore(checkpoints.latest_step(), initial)

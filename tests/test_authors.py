@@ -20,14 +20,15 @@ from bll_jax import train
 NUM_CLASSES = 5
 
 
-def _engine(recipe, stack=None, shape=(12,), tx=None):
+def _engine(recipe, stack=None, shape=(12,), tx=None, label_smoothing=0.0):
   stack = stack or models.mlp((16, 16, 16), NUM_CLASSES)
   edges = blocks.boundaries(len(stack), 4)
   return step.Engine(
       stack, edges, [blocks.Latent(families.Gaussian(), boundary="post")] * 3,
       method="bll", feedback_mode="direct", num_classes=NUM_CLASSES,
       input_shape=shape, input_dtype=jnp.float32, tx=tx or optax.sgd(0.1),
-      recipe=recipe, feedback_init_scale=0.3)
+      recipe=recipe, feedback_init_scale=0.3,
+      objective=step.Objective(label_smoothing=label_smoothing))
 
 
 def _batch(n=20, shape=(12,), seed=0):
@@ -93,6 +94,34 @@ def test_loss_is_the_weighted_sum_of_its_terms():
     assert float(metrics["loss"]) == pytest.approx(float(loss))
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_output_and_auxiliary_cross_entropies_use_the_label_smoothing(
+    smoothing):
+  recipe = authors.AuthorsRecipe()
+  engine = _engine(recipe, label_smoothing=smoothing)
+  batch = _batch()
+  state = engine.init(jax.random.key(0), batch["inputs"])
+  fb = engine.feedback_forward(state.feedback.params, None)
+  key = jax.random.key(3)
+  labels = batch["labels"]
+
+  def smoothed_ce(logits):   # independent: the smoothed targets by hand
+    targets = (1 - smoothing) * np.eye(NUM_CLASSES)[np.asarray(labels)] + (
+        smoothing / NUM_CLASSES)
+    logp = jax.nn.log_softmax(np.asarray(logits, np.float64), -1)
+    return float(np.mean(-np.sum(targets * logp, -1)))
+
+  h = jnp.ones((20, 16))
+  terms, (eta, _, _, _) = authors.block_terms(
+      recipe, engine, 3, state.blocks[3].params, {}, h, None, labels,
+      batch["weights"], key)
+  assert float(terms["output"]) == pytest.approx(smoothed_ce(eta), rel=1e-5)
+  terms, (_, _, _, aux) = authors.block_terms(
+      recipe, engine, 0, state.blocks[0].params, {}, batch["inputs"], fb[0],
+      labels, batch["weights"], key)
+  assert float(terms["auxiliary"]) == pytest.approx(smoothed_ce(aux), rel=1e-5)
+
+
 # ---------------------------------------------------------------- switches
 
 
@@ -120,11 +149,17 @@ def test_similarity_switch_sets_the_direction_of_the_gradient(pulls):
   assert (after > before) if pulls else (after < before), (before, after)
 
 
+@pytest.mark.parametrize("decay", [False, True], ids=["sgd", "sgd+decay"])
 @pytest.mark.parametrize("train_aux", [False, True])
 @pytest.mark.parametrize("fused", [False, True])
-def test_auxiliary_switch_trains_the_auxiliary_heads_or_not(train_aux, fused):
+def test_auxiliary_switch_trains_the_auxiliary_heads_or_not(train_aux, fused,
+                                                            decay):
+  # With weight decay a zero gradient alone would still shrink the heads:
+  # as published they must not move at all.
+  tx = (optax.chain(optax.add_decayed_weights(0.05),
+                    optax.sgd(0.1, momentum=0.9)) if decay else None)
   recipe = authors.AuthorsRecipe(train_auxiliary=train_aux)
-  engine = _engine(recipe)
+  engine = _engine(recipe, tx=tx)
   batch = _batch()
   state = engine.init(jax.random.key(0), batch["inputs"])
   step_fn = engine.train_step if fused else engine.train_step_per_block
@@ -198,38 +233,70 @@ def test_progressive_resolution_ramps_in_multiples_of_32():
   assert sizes == sorted(sizes)
 
 
-def _mock_imagenet_config(tmp_path, model):
-  config = configs.get_config("imagenet_resnet50_authors")
+def test_pod_preset_is_the_single_host_recipe_on_a_4x4_mesh():
+  from bll_jax.parallel import mesh as mesh_lib
+  single = configs.get_config("imagenet_resnet50_authors")
+  pod = configs.get_config("imagenet_resnet50_authors_pod")
+  differ = {k for k in single.to_dict()
+            if single.to_dict()[k] != pod.to_dict()[k]}
+  assert differ == {"preset", "mesh", "distributed"}
+  assert pod.distributed is True
+  spec = mesh_lib.MeshSpec.parse(pod.mesh).resolve(16)       # a v4-32: 16 chips
+  assert (spec.data, spec.block) == (4, 4)
+  assert spec.block == len(pod.cuts) + 1                     # a stage per block
+  assert pod.batch_size // spec.data == 256                  # per chip
+  assert (pod.lr, pod.batch_size) == (1.7, 1024)
+
+
+def _mock_imagenet_config(tmp_path, model, preset="imagenet_resnet50_authors"):
+  config = configs.get_config(preset)
   config.dataset.data_dir = str(tmp_path)
   config.dataset.image_size = 64
   config.dataset.progressive = (32, 64, 0, 1)   # 32 pixels, then 64
   config.batch_size, config.eval_batch_size = 8, 8
-  config.epochs, config.progress, config.mesh = 2, False, "data=1"
+  config.epochs, config.progress = 2, False
+  if preset.endswith("_pod"):
+    # The pod form on 8 fake devices: one process (no jax.distributed), the
+    # 4 blocks on their own stages, the batch split over 2 data replicas;
+    # one resolution and one epoch (progressive resizing is tested above).
+    config.mesh, config.distributed = "data=2,block=4", False
+    config.dataset.image_size, config.dataset.progressive = 32, ()
+    config.epochs = 1
+  else:
+    config.mesh = "data=1"
   if model == "resnet18":                       # the CI form: smaller network
     config.model.name, config.cuts = "resnet18", (3, 5, 7)
+    config.model.width = 8
   return config
 
 
-@pytest.mark.parametrize("model", [
-    "resnet18", pytest.param("resnet50", marks=pytest.mark.slow)])
-def test_imagenet_authors_preset_runs_on_mock_data(tmp_path, model):
+@pytest.mark.parametrize("preset,model", [
+    ("imagenet_resnet50_authors", "resnet18"),
+    ("imagenet_resnet50_authors_pod", "resnet18"),
+    pytest.param("imagenet_resnet50_authors", "resnet50",
+                 marks=pytest.mark.slow)])
+def test_imagenet_authors_preset_runs_on_mock_data(tmp_path, preset, model):
   try:
     import tensorflow_datasets as tfds
   except ImportError as e:
     if os.environ.get("BLL_REQUIRE_TFDS") == "1":
       raise
     pytest.skip(f"tensorflow_datasets is not importable: {e}")
-  config = _mock_imagenet_config(tmp_path, model)
+  config = _mock_imagenet_config(tmp_path, model, preset)
+  pod = preset.endswith("_pod")
   with tfds.testing.mock_data(num_examples=16):
     dataset = experiment.load_dataset(config)
-    # Progressive resolution: epoch 0 trains at 32 pixels, epoch 1 at 64.
-    for epoch, size in [(0, 32), (1, 64)]:
-      first = next(dataset.train_batches(8, seed=0, epoch=epoch))
-      assert first["inputs"].shape == (8, size, size, 3)
-    assert next(dataset.test_batches(8))["inputs"].shape == (8, 64, 64, 3)
+    if not pod:
+      # Progressive resolution: epoch 0 trains at 32 pixels, epoch 1 at 64.
+      for epoch, size in [(0, 32), (1, 64)]:
+        first = next(dataset.train_batches(8, seed=0, epoch=epoch))
+        assert first["inputs"].shape == (8, size, size, 3)
+      assert next(dataset.test_batches(8))["inputs"].shape == (8, 64, 64, 3)
     summary = train.train_and_evaluate(config, str(tmp_path / "run"))
-  assert summary["steps"] == 4 and summary["blocks"] == 4
+  assert summary["steps"] == (2 if pod else 4) and summary["blocks"] == 4
   assert summary["config"]["recipe"] == "authors"
   assert summary["config"]["lr_schedule"] == "triangular"
   assert np.isfinite(summary["final_train_loss"])
   assert len(summary["per_block_test_accuracy"]) == 4
+  if pod:
+    assert summary["mesh"]["axes"] == {"data": 2, "block": 4}
