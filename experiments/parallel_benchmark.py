@@ -3,7 +3,8 @@
     python experiments/parallel_benchmark.py --out experiments/results/parallel
     python experiments/parallel_benchmark.py --models resnet18 --batch-size 128  # on a GPU
 
-For each model (ResNet-18 at 32x32, an 8-layer Transformer), in one run:
+For each model (ResNet-18 at 32x32 cut at its stages or by activation
+size, an 8-layer Transformer), in one run:
 
 1. memory of one training step from XLA's compiled `memory_analysis()`
    (temporary buffers, i.e. activations and workspace; arguments and outputs
@@ -35,7 +36,9 @@ import time
 
 def _parse(argv):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--models", default="resnet18,transformer")
+  parser.add_argument("--models", default="resnet18,resnet18-balanced,"
+                      "transformer", help="any of resnet18, resnet18-balanced "
+                      "(cut by activation size), transformer")
   parser.add_argument("--batch-size", type=int, default=32)
   parser.add_argument("--seq-len", type=int, default=128)
   parser.add_argument("--repeats", type=int, default=5)
@@ -64,10 +67,20 @@ from bll_jax.parallel import mpmd  # noqa: E402
 from bll_jax.parallel import schedules  # noqa: E402
 
 
+# Where each model is cut. ResNet-18 at the stage boundaries puts the stem and
+# both 32x32 residual blocks in block 0, most of the activations; `balanced`
+# cuts by activation size instead: stem + 1 residual block | 1 | stage 2 | rest.
+CUTS = {"resnet18": (3, 5, 7), "resnet18-balanced": (2, 3, 5),
+        "transformer": (3, 5, 7)}
+
+
 def build(name: str, method: str, batch_size: int, seq_len: int):
   """`(engine, batch)` for a benchmark model cut into 4 blocks."""
-  if name == "resnet18":
-    stack, cuts, classes = models.resnet(18, 10, "cifar"), (3, 5, 7), 10
+  if name not in CUTS:
+    raise SystemExit(f"model must be one of {list(CUTS)}, got {name!r}")
+  cuts = CUTS[name]
+  if name.startswith("resnet18"):
+    stack, classes = models.resnet(18, 10, "cifar"), 10
     shape, dtype = (32, 32, 3), jnp.float32
     rng = np.random.default_rng(0)
     batch = {"inputs": rng.normal(size=(batch_size,) + shape).astype(np.float32),
@@ -76,7 +89,7 @@ def build(name: str, method: str, batch_size: int, seq_len: int):
   else:
     classes = 256
     stack = models.transformer(8, 256, 8, 1024, classes, seq_len)
-    cuts, shape, dtype = (3, 5, 7), (seq_len,), jnp.int32
+    shape, dtype = (seq_len,), jnp.int32
     rng = np.random.default_rng(0)
     tokens = rng.integers(1, classes, (batch_size, seq_len)).astype(np.int32)
     batch = {"inputs": tokens, "labels": np.roll(tokens, -1, 1),
@@ -200,6 +213,7 @@ def benchmark(name: str, args) -> dict:
         / pipeline["sequential_examples_per_second"])
   return {"model": name, "batch_size": args.batch_size,
           "seq_len": args.seq_len if name == "transformer" else None,
+          "cuts": list(CUTS[name]),
           "memory": memory, "time": times, "peak_bytes_in_use": peak,
           "pipeline": pipeline}
 
