@@ -272,7 +272,10 @@ def _mock_imagenet_config(tmp_path, model, preset="imagenet_resnet50_authors"):
 
 @pytest.mark.parametrize("preset,model", [
     ("imagenet_resnet50_authors", "resnet18"),
-    ("imagenet_resnet50_authors_pod", "resnet18"),
+    # The pod form on its mesh; its short form is the single-host run above
+    # plus the config check of test_pod_preset_is_the_single_host_recipe...
+    pytest.param("imagenet_resnet50_authors_pod", "resnet18",
+                 marks=pytest.mark.slow),
     pytest.param("imagenet_resnet50_authors", "resnet50",
                  marks=pytest.mark.slow)])
 def test_imagenet_authors_preset_runs_on_mock_data(tmp_path, preset, model):

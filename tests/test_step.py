@@ -79,10 +79,10 @@ def _cases():
   (same stem, same cut at the stage boundaries) is its short form."""
   for name in sorted(CASES):
     case = CASES[name]
-    if isinstance(case, tuple):
-      yield pytest.param(case, id=name)
-    else:
+    if hasattr(case, "marks"):             # a pytest.param (itself a tuple)
       yield pytest.param(*case.values, marks=case.marks, id=name)
+    else:
+      yield pytest.param(case, id=name)
 
 
 @pytest.mark.parametrize("case", list(_cases()))
