@@ -88,6 +88,50 @@ def table(experiment: dict, runs: dict[str, list[dict]]) -> list[str]:
   return lines
 
 
+# The targets of the experiments issue: (experiment, metric, largest gap of
+# bll below bp).
+TARGETS = (("fashion_mnist_resnet18", "test_accuracy", 0.01),
+           ("mnist1d_cnn", "test_accuracy", 0.02),
+           ("seq_reverse_transformer", "test_exact_match", 0.02))
+
+
+def _mean(runs, label, metric):
+  values = [r.get(metric) for r in runs.get(label, [])]
+  values = [v for v in values if v is not None]
+  return statistics.mean(values) if values else None
+
+
+def targets(results: str) -> list[str]:
+  """The targets, each met, missed or not run, computed from the runs."""
+  lines = ["## Targets", "",
+           "| target | bll | bp | gap | |", "| --- | --- | --- | --- | --- |"]
+  for name, metric, gap in TARGETS:
+    runs = load_runs(results, name)
+    bll, bp = _mean(runs, "bll", metric), _mean(runs, "bp", metric)
+    points = f"{100 * gap:.0f} point" + ("" if round(100 * gap) == 1 else "s")
+    what = f"{name}: bll {metric} within {points} of bp"
+    if bll is None or bp is None:
+      lines.append(f"| {what} | - | - | - | not run yet |")
+      continue
+    verdict = "met" if bp - bll <= gap else "missed"
+    lines.append(f"| {what} | {bll:.4f} | {bp:.4f} | "
+                 f"{100 * (bp - bll):+.2f} points | {verdict} |")
+  lines += ["", "bll ahead of drtp and local in the same runs (mean test "
+            "accuracy):", "", "| experiment | bll | drtp | local | |",
+            "| --- | --- | --- | --- | --- |"]
+  for name in configs.names():
+    runs = load_runs(results, name)
+    values = [_mean(runs, m, "test_accuracy") for m in ("bll", "drtp", "local")]
+    if None in values:
+      continue
+    bll, drtp, local = values
+    behind = [m for m, v in (("drtp", drtp), ("local", local)) if v >= bll]
+    verdict = "ahead of both" if not behind else f"not ahead of {', '.join(behind)}"
+    lines.append(f"| {name} | {bll:.4f} | {drtp:.4f} | {local:.4f} | "
+                 f"{verdict} |")
+  return lines + [""]
+
+
 def plots(experiment: dict, runs: dict[str, list[dict]], out: str
           ) -> list[str]:
   """Learning curves and per-block accuracy by depth; returns the PNG paths."""
@@ -139,6 +183,7 @@ def main(argv=None):
            "`argmax q(y | alpha_k)` (an auxiliary classifier's for the "
            "authors' recipe; `-` where a method has none). Configs: "
            "`experiments/configs/`.", ""]
+  lines += targets(args.results)
   plot_dir = os.path.join(args.results, "plots")
   for name in configs.names():
     experiment = configs.load(name)
@@ -149,6 +194,8 @@ def main(argv=None):
               f"`{' '.join(experiment['flags']) or '(none)'}`; seeds "
               f"{', '.join(map(str, experiment['seeds']))}.", ""]
     lines += table(experiment, runs)
+    if experiment.get("notes") and runs:
+      lines += ["", experiment["notes"].strip()]
     if runs:
       for path in plots(experiment, runs, plot_dir):
         rel = os.path.relpath(path, os.path.dirname(args.out))
