@@ -416,7 +416,7 @@ class GaussianLearnedVariance(Family):
     :meth:`natural_from_raw` never produces one.
     """
     eta = super().check(name, eta)
-    if not isinstance(eta, jax.core.Tracer) and name != "raw":
+    if not isinstance(eta, jax.core.Tracer):
       eta2 = self._split(eta)[1]
       if eta2.size and not bool(jnp.all(eta2 < 0)):
         raise ValueError(
@@ -480,7 +480,7 @@ class GaussianLearnedVariance(Family):
     `1 + min_precision`, and the mean `E[z] = m` is the raw output itself
     (bounded as the plain network's activation, whatever the precision).
     """
-    raw = self.check("raw", raw)
+    raw = Family.check(self, "raw", raw)   # any real values: not yet natural
     m, r = self._split(raw)
     lam = (self.min_precision + jax.nn.softplus(r) / math.log(2.0)).astype(
         raw.dtype)
