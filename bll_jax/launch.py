@@ -231,12 +231,17 @@ def _watch(workers) -> int:
       codes = [p.poll() for p, _, _ in workers]
       failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
       if failed:
-        i, code = failed[0]
+        # A worker killed by a signal is the cause; peers that exit with an
+        # error in the same poll interval are its consequence (their
+        # collectives lost a partner).
+        i, code = min(failed, key=lambda f: (f[1] > 0, f[0]))
         process, core, _ = workers[i]
-        print(f"bll-train: error: worker {i} (pid {process.pid}, core {core}) "
-              f"{_describe(code)}; stopping the other workers",
-              file=sys.stderr, flush=True)
         _stop([p for j, (p, _, _) in enumerate(workers) if j != i])
+        # Printed after the others are stopped, so that no worker's traceback
+        # (worker 0 shares this stderr) can split the line.
+        print(f"bll-train: error: worker {i} (pid {process.pid}, core {core}) "
+              f"{_describe(code)}; stopped the other workers",
+              file=sys.stderr, flush=True)
         return 1
       if all(c == 0 for c in codes):
         return 0

@@ -107,7 +107,7 @@ def test_a_killed_worker_stops_the_others_and_the_checkpoint_resumes(tmp_path):
   assert stopped_in < 30, stopped_in
   lines = [l for l in err.splitlines() if l.startswith("bll-train: error")]
   assert lines == [f"bll-train: error: worker 1 (pid {pids[1]['pid']}, core "
-                   f"{pids[1]['core']}) killed by SIGKILL; stopping the other "
+                   f"{pids[1]['core']}) killed by SIGKILL; stopped the other "
                    "workers"], err[-2000:]
   for worker in pids:                       # nobody is left running
     assert not os.path.exists(f"/proc/{worker['pid']}") or open(
