@@ -29,6 +29,8 @@ EXPERIMENT = {
         "decorrelation 1": ["--decorrelation", "1"],
         "width 256": ["--model.widths", "256,256,256"],
         "width 1024": ["--model.widths", "1024,1024,1024"],
+        "temperature 3, decorrelation 1": ["--temperature", "3",
+                                           "--decorrelation", "1"],
         "local (reference)": ["--method", "local"],
         "bp (reference)": ["--method", "bp"],
     },
