@@ -16,11 +16,13 @@ the boundary. The output block returns the logits. See `docs/engine.md`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from bll_jax import families as families_lib
 from bll_jax.models import base
@@ -52,6 +54,16 @@ class Latent:
       for the Gaussians (whose mean map is the identity, so the blocks
       compose to the plain network) and "pre" for Bernoulli and Categorical
       (whose mean maps, sigmoid and softmax, are the nonlinearity).
+    grid: for a feature map (a unit with positions): 0 keeps the positions,
+      scored against one feedback vector per channel shared by all of them
+      (for a fixed-variance Gaussian, the nearest-prototype classifier on the
+      globally pooled map); `g > 0` averages the natural parameters over
+      `g` cells per position axis (adaptive average pooling,
+      :func:`grid_pool`) and flattens them, so the feedback has a vector per
+      cell: `g = 1` is global pooling, `g = 2` or `4` keeps where on the map
+      the evidence lies. With `readout="linear"`, the auxiliary head reads
+      the map pooled to the same grid (0 and 1: global pooling). The block
+      passes on the full map either way.
     position_ndim: positions of the natural parameters (set by the engine).
   """
 
@@ -60,6 +72,7 @@ class Latent:
   readout_features: int = 0
   transmit: str = "mean"
   boundary: str = "auto"
+  grid: int = 0
   position_ndim: int = 0
 
   def reads_activation(self) -> bool:
@@ -78,6 +91,9 @@ class Latent:
     if self.boundary not in BOUNDARIES:
       raise ValueError(
           f"boundary must be one of {BOUNDARIES}, got {self.boundary!r}")
+    if (isinstance(self.grid, bool) or not isinstance(self.grid, int)
+        or self.grid < 0):
+      raise ValueError(f"grid must be an integer >= 0, got {self.grid!r}")
     if self.readout == "linear" and self.readout_features < 1:
       raise ValueError("readout='linear' needs readout_features >= 1, got "
                        f"{self.readout_features}")
@@ -114,11 +130,11 @@ class Block(nn.Module):
           range(features.ndim - 1 - n, features.ndim - 1))) if n else features
       self.sow("intermediates", "aux_logits",
                nn.Dense(self.aux_classes, name="aux")(pooled))
+    n = self.unit_position_ndim
     if self.latent.readout == "linear":
       features = act(pre)
-      n = self.unit_position_ndim
-      axes = tuple(range(features.ndim - 1 - n, features.ndim - 1))
-      pooled = jnp.mean(features, axis=axes) if axes else features
+      pooled = flatten_cells(grid_pool(features, n, max(self.latent.grid, 1)),
+                             n)
       raw = nn.Dense(self.latent.readout_features * family.params_per_unit,
                      name="readout")(pooled)
       return family.natural_from_raw(raw), features
@@ -132,7 +148,60 @@ class Block(nn.Module):
       z = jax.lax.stop_gradient(family.sample(self.make_rng("latent"), eta))
     else:                       # evaluation always passes on the mean
       z = family.expectation(eta)
-    return eta, (z if post else act(z))
+    h_out = z if post else act(z)
+    if self.latent.grid and n:
+      eta = flatten_cells(grid_pool(eta, n, self.latent.grid), n,
+                          family.params_per_unit)
+    return eta, h_out
+
+
+def _cell_weights(length: int, cells: int) -> np.ndarray:
+  """`[cells, length]`: row `i` averages positions
+  `[floor(i L / g), ceil((i + 1) L / g))` (adaptive average pooling)."""
+  weights = np.zeros((cells, length))
+  for i in range(cells):
+    start, stop = (i * length) // cells, -((-(i + 1) * length) // cells)
+    weights[i, start:stop] = 1.0 / (stop - start)
+  return weights
+
+
+def grid_pool(x: Array, position_ndim: int, grid: int) -> Array:
+  """Adaptive average pooling of the position axes to `grid` cells each.
+
+  `x` is `[B..., S_1, ..., S_n, P]` with `n = position_ndim`; returns
+  `[B..., g, ..., g, P]`. A cell averages the positions
+  `[floor(i S / g), ceil((i + 1) S / g))` along each axis, so cells overlap
+  by one position where `g` does not divide `S` (as PyTorch's
+  `AdaptiveAvgPool`). `grid = 1` is the global mean.
+
+  Raises:
+    ValueError: `grid` larger than a position axis.
+  """
+  axes = range(x.ndim - 1 - position_ndim, x.ndim - 1)
+  for axis in axes:
+    if x.shape[axis] < grid:
+      raise ValueError(f"grid={grid} needs position axes of at least {grid} "
+                       f"positions, got shape {x.shape}")
+    weights = jnp.asarray(_cell_weights(x.shape[axis], grid), x.dtype)
+    x = jnp.moveaxis(jnp.tensordot(x, weights, axes=([axis], [1])), -1, axis)
+  return x
+
+
+def flatten_cells(x: Array, position_ndim: int,
+                  params_per_unit: int = 1) -> Array:
+  """`[B..., cells..., P] -> [B..., params_per_unit * cells * D]`.
+
+  Keeps a family's layout of the last axis: for `params_per_unit = 2`
+  (`[eta1 | eta2]`, `P = 2 D`) the result is `[eta1 of every cell | eta2 of
+  every cell]`; Categorical groups stay contiguous.
+  """
+  if not position_ndim:
+    return x
+  batch = x.shape[:x.ndim - 1 - position_ndim]
+  cells = math.prod(x.shape[x.ndim - 1 - position_ndim:x.ndim - 1])
+  p = params_per_unit
+  x = x.reshape(batch + (cells, p, x.shape[-1] // p))
+  return jnp.swapaxes(x, -3, -2).reshape(batch + (-1,))
 
 
 def boundaries(num_units: int, blocks: int | None = None,
@@ -187,6 +256,17 @@ def make_blocks(stack: base.LayerStack, edges: Sequence[int],
 
 
 def latent_position_ndim(stack: base.LayerStack, edges: Sequence[int],
-                         k: int, readout: str) -> int:
-  """Positions of hidden block `k`'s natural parameters."""
-  return 0 if readout == "linear" else stack.position_ndim[edges[k + 1] - 1]
+                         k: int, latent: Latent) -> int:
+  """Positions of hidden block `k`'s natural parameters (none when pooled
+  by a linear readout or to a grid)."""
+  if latent.readout == "linear" or latent.grid:
+    return 0
+  return stack.position_ndim[edges[k + 1] - 1]
+
+
+def latent_cells(stack: base.LayerStack, edges: Sequence[int], k: int,
+                 latent: Latent) -> int:
+  """Grid cells pooled into hidden block `k`'s natural parameters (1 for a
+  latent without positions or with `grid = 0`)."""
+  n = stack.position_ndim[edges[k + 1] - 1]
+  return latent.grid ** n if (latent.grid and latent.readout != "linear") else 1

@@ -76,7 +76,7 @@ def check(config: ml_collections.ConfigDict) -> None:
     if int(config[field]) < 1:
       raise ValueError(f"{field} must be >= 1, got {config[field]!r}")
   for field in ("steps", "checkpoint_every_steps", "chunk_size",
-                "feedback_lag"):
+                "feedback_lag", "grid"):
     if int(config[field]) < 0:
       raise ValueError(f"{field} must be >= 0, got {config[field]!r}")
   for field in ("lr", "temperature", "variance"):
@@ -105,7 +105,7 @@ def resolve(config: ml_collections.ConfigDict, num_classes: int
 
 RECIPE_SETTINGS = {"family": "gaussian", "variance": 1.0, "boundary": "post",
                    "readout": "identity", "transmit": "mean",
-                   "feedback": "direct"}
+                   "feedback": "direct", "grid": 0}
 
 
 def make_family(config) -> families_lib.Family:
@@ -172,7 +172,7 @@ def make_engine(config, info, steps_per_epoch: int, total_steps: int
   family = make_family(config)
   latent = blocks_lib.Latent(family, config.readout,
                              int(config.readout_features), config.transmit,
-                             config.boundary)
+                             config.boundary, int(config.grid))
   method = "bp" if config.method == "bp" else "bll"
   tx = make_optimizer(config, steps_per_epoch, total_steps)
   fb_tx = make_optimizer(config, steps_per_epoch, total_steps,

@@ -71,8 +71,9 @@ class Objective:
       :func:`~bll_jax.losses.batch_decorrelation_loss` on each hidden
       block's position-pooled natural parameters (0: off).
     position_average: for latents with positions (feature maps), divide the
-      summed scores by the number of positions `S` (temperature `T * S`):
-      the map's evidence is averaged, not counted `S` times.
+      summed scores by the number of positions `S` (temperature `T * S`),
+      or of grid cells for a latent pooled to a grid (`Latent.grid`): the
+      map's evidence is averaged, not counted `S` times.
   """
 
   temperature: float = 1.0
@@ -151,7 +152,9 @@ class Engine:
     self.mean_fn = weighted_mean
     self.latents = tuple(
         dataclasses.replace(lat, position_ndim=blocks_lib.latent_position_ndim(
-            stack, edges, k, lat.readout)) for k, lat in enumerate(latents))
+            stack, edges, k, lat)) for k, lat in enumerate(latents))
+    self._cells = tuple(blocks_lib.latent_cells(stack, edges, k, lat)
+                        for k, lat in enumerate(latents))
     self.blocks = blocks_lib.make_blocks(
         stack, edges, self.latents,
         aux_classes=num_classes if recipe is not None else 0)
@@ -315,9 +318,11 @@ class Engine:
     return loss, metrics
 
   def _temperature(self, k, eta):
-    """Block `k`'s score temperature (times its positions if averaged)."""
+    """Block `k`'s score temperature (times its positions, or its grid
+    cells, if averaged)."""
     n = self.latents[k].position_ndim
     positions = math.prod(eta.shape[eta.ndim - 1 - n:eta.ndim - 1])
+    positions *= self._cells[k]
     scale = positions if self.objective.position_average else 1
     return self.objective.temperature * scale
 

@@ -158,18 +158,19 @@ def test_dropout_is_on_in_training_keyed_per_block_and_off_in_evaluation():
     h = engine._forward(k, params, {}, h, False, None)[1]
 
 
-@pytest.mark.parametrize("stack,mode,shape,tokens", [
-    (MLP, "direct", (12,), False),
-    (MLP, "chained", (12,), False),
-    (MLP, "bootstrapped", (12,), False),
-    (CNN, "chained", (10,), False),                  # feature maps, BatchNorm
-    (TRANSFORMER_DROPOUT, "chained", (6,), True),    # token targets, dropout
+@pytest.mark.parametrize("stack,mode,shape,tokens,grid", [
+    (MLP, "direct", (12,), False, 0),
+    (MLP, "chained", (12,), False, 0),
+    (MLP, "bootstrapped", (12,), False, 0),
+    (CNN, "chained", (10,), False, 0),               # feature maps, BatchNorm
+    (CNN, "bootstrapped", (10,), False, 2),          # maps pooled to 2 cells
+    (TRANSFORMER_DROPOUT, "chained", (6,), True, 0),  # token targets, dropout
 ], ids=["mlp-direct", "mlp-chained", "mlp-bootstrapped", "cnn-chained",
-        "transformer-chained"])
+        "cnn-grid-bootstrapped", "transformer-chained"])
 def test_gradient_locality_on_the_full_parameter_tree(stack, mode, shape,
-                                                      tokens):
+                                                      tokens, grid):
   """d L_k / d theta_j = 0 exactly for j != k, and d L_k / d phi = 0."""
-  engine = _engine(stack, blocks.Latent(families.Gaussian()), mode,
+  engine = _engine(stack, blocks.Latent(families.Gaussian(), grid=grid), mode,
                    num_blocks=min(4, len(stack)), feedback_loss="both",
                    shape=shape, dtype=jnp.int32 if tokens else jnp.float32)
   batch = _batch(shape, tokens=tokens)

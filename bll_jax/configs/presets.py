@@ -57,6 +57,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.onehot_scale = 30.0
   c.readout = "identity"        # identity | linear
   c.readout_features = 0
+  c.grid = 0                    # feature maps: 0 = one prototype per channel for all positions; g = pool to g x g cells, a prototype per cell
   c.transmit = "mean"           # mean | sample
   c.boundary = "auto"           # auto | pre | post (see bll_jax.blocks.Latent)
   c.temperature = 1.0
@@ -139,6 +140,7 @@ def _fashion_mnist_resnet18(c):
   c.cuts = (3, 5, 7)            # at the stage boundaries: 4 blocks
   c.epochs = 10
   c.batch_size = 128
+  c.grid = 4                    # feature maps pooled to 4 x 4 cells (experiments/configs/ablation_grid.py)
 
 
 def _cifar10_resnet18(c):
@@ -146,6 +148,7 @@ def _cifar10_resnet18(c):
   c.model.name = "resnet18"
   c.model.stem = "cifar"
   c.cuts = (3, 5, 7)
+  c.grid = 4                    # as fashion_mnist_resnet18
   c.optimizer = "sgd"
   c.lr = 0.1
   c.nesterov = True
