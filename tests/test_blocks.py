@@ -108,11 +108,10 @@ def test_a_gaussian_map_pooled_to_cells_is_a_prototype_classifier_per_cell(
 CNN2D = models.resnet(18, NUM_CLASSES, stem="cifar", width=4)
 
 
-@pytest.mark.parametrize("family", [families.Gaussian(),
-                                    families.GaussianLearnedVariance()],
-                         ids=lambda f: f.name)
-def test_engine_with_a_grid_trains_locally_and_matches_the_per_block_steps(
-    family):
+def test_engine_with_a_grid_trains_and_matches_the_per_block_steps():
+  # Learned variances: two parameters per unit, the layout flatten_cells
+  # keeps. Maps of 12, 6 and 3 positions: the last grid is uneven.
+  family = families.GaussianLearnedVariance()
   edges = blocks.boundaries(len(CNN2D), cuts=models.stage_cuts(18))
   latent = blocks.Latent(family, grid=2)
   engine = step.Engine(

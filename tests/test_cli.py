@@ -82,6 +82,9 @@ BAD_INPUTS = [
      ["local", "family", "'categorical'", "'gaussian'"]),
     ("drtp fixes the feedback", ["--method", "drtp", "--feedback", "direct"],
      ["drtp", "feedback", "'random'", "'direct'"]),
+    ("negative grid", ["--grid", "-1"], ["grid", ">= 0", "-1"]),
+    ("grid finer than a feature map", ["--grid", "64"],
+     ["grid=64", "at least 64 positions"]),
 ]
 
 
