@@ -71,7 +71,8 @@ def main(argv=None):
   parser.add_argument("--all", action="store_true",
                       help="every experiment with run_here")
   parser.add_argument("--methods", default="",
-                      help="comma-separated labels (default: all)")
+                      help="comma-separated labels, or their file-name forms "
+                      "(`slug`) for labels with commas (default: all)")
   parser.add_argument("--seeds", default="", help="e.g. 0,1 (default: all)")
   parser.add_argument("--set", action="append", default=[], metavar="K=V",
                       help="extra bll-train flag for every run, e.g. steps=20")
@@ -93,7 +94,8 @@ def main(argv=None):
       if not args.force:
         parser.error(f"{name} is not run here: {experiment['why_not']} "
                      "(--force to try)")
-    labels = ([m for m in args.methods.split(",") if m] or
+    by_slug = {slug(label): label for label in experiment["runs"]}
+    labels = ([by_slug.get(m, m) for m in args.methods.split(",") if m] or
               list(experiment["runs"]))
     seeds = ([int(s) for s in args.seeds.split(",") if s] or
              list(experiment["seeds"]))
