@@ -99,10 +99,11 @@ def main(argv=None):
               list(experiment["runs"]))
     seeds = ([int(s) for s in args.seeds.split(",") if s] or
              list(experiment["seeds"]))
-    for label in labels:
+    for label in labels:                   # all checked before any run
       if label not in experiment["runs"]:
         parser.error(f"{name} has no run {label!r}; it has "
                      f"{list(experiment['runs'])}")
+    for label in labels:
       for seed in seeds:
         path = result_path(name, label, seed, args.results)
         if os.path.exists(path) and not args.force:
