@@ -21,6 +21,9 @@ EXPERIMENT = {
         "bll, grid 2": ["--grid", "2"],
         "drtp, grid 0": ["--method", "drtp", "--grid", "0"],
         "local, grid 0 (global pooling)": ["--method", "local", "--grid", "0"],
+        # The MLP ablation's best setting (ablation_depth), on the grid.
+        "bll, grid 4, temperature 3, decorrelation 1": [
+            "--temperature", "3", "--decorrelation", "1"],
     },
     "seeds": (0,),
 }
