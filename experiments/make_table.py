@@ -54,10 +54,14 @@ def _machine(summary: dict) -> str:
 
 
 def per_block_means(runs: list[dict]) -> list[float | None]:
+  """Mean over seeds of each block's accuracy (None where no seed has one)."""
+  depth = max(len(r["per_block_test_accuracy"]) for r in runs)
   out = []
-  for k in range(len(runs[0]["per_block_test_accuracy"])):
-    values = [r["per_block_test_accuracy"][k] for r in runs]
-    out.append(None if values[0] is None else statistics.mean(values))
+  for k in range(depth):
+    values = [r["per_block_test_accuracy"][k] for r in runs
+              if k < len(r["per_block_test_accuracy"])
+              and r["per_block_test_accuracy"][k] is not None]
+    out.append(statistics.mean(values) if values else None)
   return out
 
 
@@ -113,7 +117,8 @@ def targets(results: str) -> list[str]:
     if bll is None or bp is None:
       lines.append(f"| {what} | - | - | - | not run yet |")
       continue
-    verdict = "met" if bp - bll <= gap else "missed"
+    # Accuracies have 4 decimals: a gap of exactly the target is met.
+    verdict = "met" if bp - bll <= gap + 1e-9 else "missed"
     lines.append(f"| {what} | {bll:.4f} | {bp:.4f} | "
                  f"{100 * (bp - bll):+.2f} points | {verdict} |")
   lines += ["", "bll ahead of drtp and local in the same runs (mean test "
@@ -125,11 +130,30 @@ def targets(results: str) -> list[str]:
     if None in values:
       continue
     bll, drtp, local = values
-    behind = [m for m, v in (("drtp", drtp), ("local", local)) if v >= bll]
-    verdict = "ahead of both" if not behind else f"not ahead of {', '.join(behind)}"
+    spread = {m: _sd(runs, m, "test_accuracy") for m in ("bll", "drtp", "local")}
+    behind = []
+    for m, v in (("drtp", drtp), ("local", local)):
+      if v >= bll:
+        sd = max(spread["bll"], spread[m])
+        within = (" (within one standard deviation over seeds)"
+                  if 0 < sd and v - bll <= sd + 1e-9 else "")
+        behind.append(f"{m} by {100 * (v - bll):.2f} points{within}")
+    verdict = ("ahead of both" if not behind
+               else f"not ahead of {'; '.join(behind)}")
     lines.append(f"| {name} | {bll:.4f} | {drtp:.4f} | {local:.4f} | "
                  f"{verdict} |")
+  lines += ["", "Where `bll` is not ahead, the ablations below show why: on "
+            "the Fashion-MNIST MLP the depth ablation's temperature and "
+            "decorrelation rows; on ResNet-18 the grid ablation, which "
+            "shows what closed most of the gap to `bp`."]
   return lines + [""]
+
+
+def _sd(runs, label, metric):
+  """Standard deviation over seeds (0 with fewer than two)."""
+  values = [r.get(metric) for r in runs.get(label, [])]
+  values = [v for v in values if v is not None]
+  return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def plots(experiment: dict, runs: dict[str, list[dict]], out: str

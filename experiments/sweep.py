@@ -82,10 +82,15 @@ def main(argv=None):
   names = configs.names() if args.all else args.experiments
   if not names:
     parser.error("name experiments or pass --all")
+  unknown = [n for n in names if n not in configs.names()]
+  if unknown:
+    parser.error(f"unknown experiment(s) {unknown}; choose from "
+                 f"{configs.names()}")
   extra = []
   for item in args.set:
     key, _, value = item.partition("=")
     extra += [f"--{key}", value]
+  plan = []                     # every experiment checked before any run
   for name in names:
     experiment = configs.load(name)
     if not experiment["run_here"]:
@@ -95,14 +100,21 @@ def main(argv=None):
         parser.error(f"{name} is not run here: {experiment['why_not']} "
                      "(--force to try)")
     by_slug = {slug(label): label for label in experiment["runs"]}
-    labels = ([by_slug.get(m, m) for m in args.methods.split(",") if m] or
-              list(experiment["runs"]))
-    seeds = ([int(s) for s in args.seeds.split(",") if s] or
-             list(experiment["seeds"]))
-    for label in labels:                   # all checked before any run
+    wanted = [by_slug.get(m, m) for m in args.methods.split(",") if m]
+    if args.all and wanted:       # --all: the named runs where they exist
+      labels = [m for m in wanted if m in experiment["runs"]]
+    else:
+      labels = wanted or list(experiment["runs"])
+    for label in labels:
       if label not in experiment["runs"]:
         parser.error(f"{name} has no run {label!r}; it has "
                      f"{list(experiment['runs'])}")
+    seeds = ([int(s) for s in args.seeds.split(",") if s] or
+             list(experiment["seeds"]))
+    plan.append((name, experiment, labels, seeds))
+  if args.all and args.methods and not any(labels for _, _, labels, _ in plan):
+    parser.error(f"no experiment has a run named in --methods {args.methods!r}")
+  for name, experiment, labels, seeds in plan:
     for label in labels:
       for seed in seeds:
         path = result_path(name, label, seed, args.results)
