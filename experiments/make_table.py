@@ -131,15 +131,22 @@ def targets(results: str) -> list[str]:
       continue
     bll, drtp, local = values
     spread = {m: _sd(runs, m, "test_accuracy") for m in ("bll", "drtp", "local")}
-    behind = []
+    behind, close = [], []
     for m, v in (("drtp", drtp), ("local", local)):
+      sd = max(spread["bll"], spread[m])
+      within = 0 < sd and abs(v - bll) <= sd + 1e-9
       if v >= bll:
-        sd = max(spread["bll"], spread[m])
-        within = (" (within one standard deviation over seeds)"
-                  if 0 < sd and v - bll <= sd + 1e-9 else "")
-        behind.append(f"{m} by {100 * (v - bll):.2f} points{within}")
-    verdict = ("ahead of both" if not behind
-               else f"not ahead of {'; '.join(behind)}")
+        suffix = " (within one standard deviation over seeds)" if within else ""
+        behind.append(f"{m} by {100 * (v - bll):.2f} points{suffix}")
+      elif within:
+        close.append(f"of {m} by {100 * (bll - v):.2f} points")
+    if behind:
+      verdict = f"not ahead of {'; '.join(behind)}"
+    else:
+      verdict = "ahead of both"
+      if close:
+        verdict += (f" ({', '.join(close)}: within one standard deviation "
+                    "over seeds)")
     lines.append(f"| {name} | {bll:.4f} | {drtp:.4f} | {local:.4f} | "
                  f"{verdict} |")
   lines += ["", "Where `bll` is not ahead, the ablations below show why: on "

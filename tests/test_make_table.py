@@ -591,3 +591,17 @@ def test_sweep_all_with_methods_runs_them_where_they_exist(tmp_path,
                  if configs.load(name)["run_here"]
                  and "bp" in configs.load(name)["runs"]}
   assert {call[1] for call in fake_run} == {"bp"}
+
+
+def test_targets_bll_ahead_by_less_than_the_spread_says_so(tmp_path):
+  bll, local = [0.850, 0.860, 0.856], [0.855, 0.853, 0.858]
+  _write(tmp_path, "fashion_mnist_resnet18", "bll", bll)
+  _write(tmp_path, "fashion_mnist_resnet18", "drtp", [0.80, 0.80, 0.80])
+  _write(tmp_path, "fashion_mnist_resnet18", "local", local)
+  margin = statistics.mean(bll) - statistics.mean(local)
+  assert 0 < margin <= max(statistics.stdev(bll), statistics.stdev(local))
+  line = _row(make_table.targets(str(tmp_path)), "| fashion_mnist_resnet18 |")
+  # drtp is 5.5 points behind, far outside the spread: not mentioned.
+  assert line.endswith(
+      f"| ahead of both (of local by {100 * margin:.2f} points: within one "
+      "standard deviation over seeds) |")
