@@ -594,7 +594,7 @@ def test_sweep_all_with_methods_runs_them_where_they_exist(tmp_path,
 
 
 def test_targets_bll_ahead_by_less_than_the_spread_says_so(tmp_path):
-  bll, local = [0.850, 0.860, 0.856], [0.855, 0.853, 0.858]
+  bll, local = [0.852, 0.862, 0.858], [0.855, 0.853, 0.858]
   _write(tmp_path, "fashion_mnist_resnet18", "bll", bll)
   _write(tmp_path, "fashion_mnist_resnet18", "drtp", [0.80, 0.80, 0.80])
   _write(tmp_path, "fashion_mnist_resnet18", "local", local)
