@@ -58,8 +58,10 @@ CASES = {
                                     "bootstrapped", (12,), None),
     "mlp-categorical-random": (MLP, families.Categorical(4), "random", (12,),
                                None),
-    "cnn-gaussian-bootstrapped": (CNN, families.Gaussian(), "bootstrapped",
-                                  (10,), None),
+    # Feature maps pooled to 2 cells (uneven: 10 and 5 positions), two
+    # parameters per unit, feedback bootstrapped from the pooled block above.
+    "cnn-learnedvar-bootstrapped-grid2": (CNN, families.GaussianLearnedVariance(),
+                                          "bootstrapped", (10,), None, 2),
     "transformer-gaussian-chained": (TRANSFORMER, families.Gaussian(),
                                      "chained", (6,), (2, 3)),
     # Dropout masks come from each block's own key, the same in both paths.
@@ -87,7 +89,7 @@ def _cases():
 
 @pytest.mark.parametrize("case", list(_cases()))
 def test_per_block_steps_in_turn_equal_the_fused_step(case):
-  stack, family, mode, shape, cuts = case
+  stack, family, mode, shape, cuts, *grid = case
   # Both feedback losses where the feedback has most structure.
   feedback_loss = "both" if mode in ("chained", "bootstrapped") else "ml"
   tokens = stack.token_targets
@@ -96,7 +98,8 @@ def test_per_block_steps_in_turn_equal_the_fused_step(case):
   # round-off into updates of size lr. With dropout that shows; SGD does not
   # amplify it.
   tx = optax.sgd(0.1) if stack is TRANSFORMER_DROPOUT else None
-  engine = _engine(stack, blocks.Latent(family), mode, shape=shape,
+  engine = _engine(stack, blocks.Latent(family, grid=grid[0] if grid else 0),
+                   mode, shape=shape,
                    cuts=cuts, dtype=jnp.int32 if tokens else jnp.float32,
                    feedback_loss=feedback_loss, tx=tx)
   batch = _batch(shape, tokens=tokens)
@@ -163,10 +166,10 @@ def test_dropout_is_on_in_training_keyed_per_block_and_off_in_evaluation():
     (MLP, "chained", (12,), False, 0),
     (MLP, "bootstrapped", (12,), False, 0),
     (CNN, "chained", (10,), False, 0),               # feature maps, BatchNorm
-    (CNN, "bootstrapped", (10,), False, 2),          # maps pooled to 2 cells
+    (CNN, "chained", (10,), False, 2),               # maps pooled to 2 cells
     (TRANSFORMER_DROPOUT, "chained", (6,), True, 0),  # token targets, dropout
 ], ids=["mlp-direct", "mlp-chained", "mlp-bootstrapped", "cnn-chained",
-        "cnn-grid-bootstrapped", "transformer-chained"])
+        "cnn-grid-chained", "transformer-chained"])
 def test_gradient_locality_on_the_full_parameter_tree(stack, mode, shape,
                                                       tokens, grid):
   """d L_k / d theta_j = 0 exactly for j != k, and d L_k / d phi = 0."""
