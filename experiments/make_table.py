@@ -99,9 +99,13 @@ TARGETS = (("fashion_mnist_resnet18", "test_accuracy", 0.01),
            ("seq_reverse_transformer", "test_exact_match", 0.02))
 
 
+def _values(runs, label, metric):
+  """The metric over a label's seeds, runs without it left out."""
+  return [r[metric] for r in runs.get(label, []) if r.get(metric) is not None]
+
+
 def _mean(runs, label, metric):
-  values = [r.get(metric) for r in runs.get(label, [])]
-  values = [v for v in values if v is not None]
+  values = _values(runs, label, metric)
   return statistics.mean(values) if values else None
 
 
@@ -158,8 +162,7 @@ def targets(results: str) -> list[str]:
 
 def _sd(runs, label, metric):
   """Standard deviation over seeds (0 with fewer than two)."""
-  values = [r.get(metric) for r in runs.get(label, [])]
-  values = [v for v in values if v is not None]
+  values = _values(runs, label, metric)
   return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
