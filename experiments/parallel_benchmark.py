@@ -114,9 +114,14 @@ def _timed(fn, repeats):
   return statistics.median(times)
 
 
-def _temp_bytes(jitted, *args):
-  return int(jitted.lower(*args).compile().memory_analysis()
-             .temp_size_in_bytes)
+def _compile(jitted, *args):
+  """`jitted` compiled ahead of time for `args`: the one executable whose
+  `memory_analysis()` is read and whose calls are timed."""
+  return jitted.lower(*args).compile()
+
+
+def _temp_bytes(compiled):
+  return int(compiled.memory_analysis().temp_size_in_bytes)
 
 
 def _peak_bytes():
@@ -124,15 +129,17 @@ def _peak_bytes():
   return stats.get("peak_bytes_in_use")
 
 
-def block_inputs(engine, state, batch, key):
-  """Each block's `(h_in, fb_k)` for one batch (single device)."""
+def compiled_blocks(engine, state, batch, key):
+  """Each block's compiled step and its arguments `(params, h_in, fb_k, ...)`
+  for one batch (single device); block k's input is block k-1's output."""
   fb = engine.feedback_forward(state.feedback.params, None)
   h, out = batch["inputs"], []
   for k in range(engine.num_blocks):
-    fb_k = fb[k] if k < len(fb) else None
-    out.append((h, fb_k))
-    _, h, _, _ = engine.block_step(k)(state.blocks[k], h, fb_k,
-                                      batch["labels"], batch["weights"], key)
+    args = (state.blocks[k], h, fb[k] if k < len(fb) else None,
+            batch["labels"], batch["weights"], key)
+    compiled = _compile(engine.block_step(k), *args)
+    out.append((compiled, args))
+    _, h, _, _ = compiled(*args)
   return out
 
 
@@ -143,17 +150,14 @@ def benchmark(name: str, args) -> dict:
   batch = jax.device_put(batch, jax.devices()[0])
   state = bll.init(key, batch["inputs"])
   bp_state = bp.init(key, batch["inputs"])
-  inputs = block_inputs(bll, state, batch, key)
-  labels, weights = batch["labels"], batch["weights"]
-
-  def block_args(k):
-    return (state.blocks[k], inputs[k][0], inputs[k][1], labels, weights, key)
+  blocks = compiled_blocks(bll, state, batch, key)
+  bp_step = _compile(bp.train_step, bp_state, batch, key)
+  bll_step = _compile(bll.train_step, state, batch, key)
 
   memory = {
-      "bp_temp_bytes": _temp_bytes(bp.train_step, bp_state, batch, key),
-      "bll_fused_temp_bytes": _temp_bytes(bll.train_step, state, batch, key),
-      "bll_block_temp_bytes": [_temp_bytes(bll.block_step(k), *block_args(k))
-                               for k in range(bll.num_blocks)],
+      "bp_temp_bytes": _temp_bytes(bp_step),
+      "bll_fused_temp_bytes": _temp_bytes(bll_step),
+      "bll_block_temp_bytes": [_temp_bytes(step) for step, _ in blocks],
   }
   memory["bll_max_block_over_bp"] = (max(memory["bll_block_temp_bytes"])
                                      / memory["bp_temp_bytes"])
@@ -161,13 +165,13 @@ def benchmark(name: str, args) -> dict:
                                  / memory["bp_temp_bytes"])
 
   times = {
-      "bp_step_s": _timed(lambda: bp.train_step(bp_state, batch, key)[1],
+      "bp_step_s": _timed(lambda: bp_step(bp_state, batch, key)[1],
                           args.repeats),
-      "bll_fused_step_s": _timed(lambda: bll.train_step(state, batch, key)[1],
+      "bll_fused_step_s": _timed(lambda: bll_step(state, batch, key)[1],
                                  args.repeats),
       "bll_block_step_s": [
-          _timed(lambda k=k: bll.block_step(k)(*block_args(k))[3],
-                 args.repeats) for k in range(bll.num_blocks)],
+          _timed(lambda step=step, a=a: step(*a)[3], args.repeats)
+          for step, a in blocks],
   }
   times["bll_blocks_in_turn_s"] = sum(times["bll_block_step_s"])
   times["bll_fused_over_bp"] = times["bll_fused_step_s"] / times["bp_step_s"]
