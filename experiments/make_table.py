@@ -168,13 +168,19 @@ def _sd(runs, label, metric):
 
 def plots(experiment: dict, runs: dict[str, list[dict]], out: str
           ) -> list[str]:
-  """Learning curves and per-block accuracy by depth; returns the PNG paths."""
+  """Learning curves and per-block accuracy by depth; returns the PNG paths.
+
+  The curves show the metric the experiment is judged on, its last in
+  `metrics` (exact-sequence accuracy for the sequence tasks).
+  """
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
   os.makedirs(out, exist_ok=True)
   name = experiment["name"]
+  metric = experiment["metrics"][-1]
+  key = "test/" + metric.removeprefix("test_")
   fig, (curves, depth) = plt.subplots(1, 2, figsize=(12, 4.5))
   for label in experiment["runs"]:
     if label not in runs:
@@ -182,14 +188,15 @@ def plots(experiment: dict, runs: dict[str, list[dict]], out: str
     group = runs[label]
     epochs = min(len(r["history"]) for r in group)
     xs = [group[0]["history"][e]["epoch"] for e in range(epochs)]
-    ys = [statistics.mean(r["history"][e]["test/accuracy"] for r in group)
+    ys = [statistics.mean(r["history"][e][key] for r in group)
           for e in range(epochs)]
     curves.plot(xs, ys, marker="o", label=label)
     blocks = per_block_means(group)
     ks = [k + 1 for k, v in enumerate(blocks) if v is not None]
     depth.plot(ks, [v for v in blocks if v is not None], marker="o",
                label=label)
-  curves.set(xlabel="epoch", ylabel="test accuracy (mean over seeds)",
+  curves.set(xlabel="epoch", ylabel=f"{metric.replace('_', ' ')} "
+             "(mean over seeds)",
              title="learning curves")
   depth.set(xlabel="block (the last is the output)",
             ylabel="the block's own test accuracy",

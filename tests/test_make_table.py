@@ -305,7 +305,7 @@ def test_main_writes_every_section_and_the_plots(tmp_path, capsys):
   assert "| term | share |" in text
   # Notes are shown for experiments with runs only.
   assert configs.load("mnist1d_cnn")["notes"].strip() in text
-  assert configs.load("seq_reverse_transformer")["notes"].strip() not in text
+  assert configs.load("ablation_depth")["notes"].strip() not in text
   # A plot per experiment with runs, under <results>/plots, linked relative
   # to the output file.
   plots = sorted(p.name for p in (results / "plots").iterdir())
@@ -605,3 +605,31 @@ def test_targets_bll_ahead_by_less_than_the_spread_says_so(tmp_path):
   assert line.endswith(
       f"| ahead of both (of local by {100 * margin:.2f} points: within one "
       "standard deviation over seeds) |")
+
+
+def test_sequence_curves_show_exact_match_by_epoch(tmp_path, monkeypatch):
+  # The curves plot the metric an experiment is judged on: for the sequence
+  # tasks exact-sequence accuracy, the mean over seeds at each evaluation.
+  import matplotlib.axes
+  drawn = []
+  real_plot = matplotlib.axes.Axes.plot
+  monkeypatch.setattr(matplotlib.axes.Axes, "plot", lambda self, *a, **k: (
+      drawn.append((self.get_title(), a, k.get("label"))),
+      real_plot(self, *a, **k))[1])
+  history = [[{"epoch": 1, "test/accuracy": 0.5, "test/exact_match": 0.1},
+              {"epoch": 2, "test/accuracy": 0.9, "test/exact_match": 0.6}],
+             [{"epoch": 1, "test/accuracy": 0.7, "test/exact_match": 0.3},
+              {"epoch": 2, "test/accuracy": 1.0, "test/exact_match": 1.0}]]
+  _write(tmp_path, "seq_sort_transformer", "bll", [0.9, 1.0], history=history)
+  experiment = configs.load("seq_sort_transformer")
+
+  (path,) = make_table.plots(
+      experiment, make_table.load_runs(str(tmp_path), "seq_sort_transformer"),
+      str(tmp_path / "plots"))
+
+  assert pathlib.Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  (curve,) = [(a, label) for title, a, label in drawn
+              if label == "bll" and len(a[0]) == 2 and a[0][0] == 1]
+  xs, ys = curve[0][:2]
+  assert list(xs) == [1, 2]
+  assert ys == pytest.approx([0.2, 0.8])      # exact match, not accuracy
