@@ -149,13 +149,19 @@ def test_targets_bll_ahead_of_drtp_and_local(tmp_path):
   _write(tmp_path, "fashion_mnist_resnet18", "bll", [0.850])
   _write(tmp_path, "fashion_mnist_resnet18", "drtp", [0.800])
   _write(tmp_path, "fashion_mnist_resnet18", "local", [0.851])
-  # A tie is not ahead.
-  _write(tmp_path, "seq_sort_transformer", "bll", [0.9])
-  _write(tmp_path, "seq_sort_transformer", "drtp", [0.9])
-  _write(tmp_path, "seq_sort_transformer", "local", [0.8])
+  # A tie is not ahead. Sequence tasks are judged on exact match: the token
+  # accuracies (first list) would put bll ahead of both.
+  _write(tmp_path, "seq_sort_transformer", "bll", [0.99],
+         test_exact_match=[0.9])
+  _write(tmp_path, "seq_sort_transformer", "drtp", [0.5],
+         test_exact_match=[0.9])
+  _write(tmp_path, "seq_sort_transformer", "local", [0.5],
+         test_exact_match=[0.8])
   # No drtp: no row.
-  _write(tmp_path, "seq_reverse_transformer", "bll", [0.9])
-  _write(tmp_path, "seq_reverse_transformer", "local", [0.8])
+  _write(tmp_path, "seq_reverse_transformer", "bll", [0.9],
+         test_exact_match=[0.9])
+  _write(tmp_path, "seq_reverse_transformer", "local", [0.8],
+         test_exact_match=[0.8])
 
   # The cases are what they claim to be.
   sd = max(statistics.stdev(fm_bll), statistics.stdev(fm_local))
