@@ -37,3 +37,18 @@ def test_readme_example_is_the_example_file_and_learns():
   assert out.returncode == 0, out.stderr
   accuracy = float(re.search(r"test accuracy ([0-9.]+)", out.stdout).group(1))
   assert accuracy > 0.35, out.stdout       # chance is 0.10
+
+
+def test_the_test_run_shares_one_fresh_compilation_cache():
+  """tests/conftest.py: the process that starts the run makes the cache;
+  xdist workers and the processes they start use that one directory."""
+  import os
+  directory = os.environ["JAX_COMPILATION_CACHE_DIR"]
+  assert pathlib.Path(directory).is_dir()
+  if os.environ.get("PYTEST_XDIST_WORKER"):       # made by the controller
+    assert os.environ["BLL_TEST_CACHE_OWNER"] != str(os.getpid())
+  out = subprocess.run(
+      [sys.executable, "-c",
+       "import jax; print(jax.config.jax_compilation_cache_dir)"],
+      capture_output=True, text=True, timeout=120, check=True)
+  assert out.stdout.strip() == directory
