@@ -619,9 +619,12 @@ def test_sequence_curves_show_exact_match_by_epoch(tmp_path, monkeypatch):
   import matplotlib.axes
   drawn = []
   real_plot = matplotlib.axes.Axes.plot
-  monkeypatch.setattr(matplotlib.axes.Axes, "plot", lambda self, *a, **k: (
-      drawn.append((self.get_title(), a, k.get("label"))),
-      real_plot(self, *a, **k))[1])
+
+  def plot(self, *args, **kwargs):
+    drawn.append((args, kwargs.get("label")))
+    return real_plot(self, *args, **kwargs)
+
+  monkeypatch.setattr(matplotlib.axes.Axes, "plot", plot)
   history = [[{"epoch": 1, "test/accuracy": 0.5, "test/exact_match": 0.1},
               {"epoch": 2, "test/accuracy": 0.9, "test/exact_match": 0.6}],
              [{"epoch": 1, "test/accuracy": 0.7, "test/exact_match": 0.3},
@@ -634,8 +637,8 @@ def test_sequence_curves_show_exact_match_by_epoch(tmp_path, monkeypatch):
       str(tmp_path / "plots"))
 
   assert pathlib.Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-  (curve,) = [(a, label) for title, a, label in drawn
-              if label == "bll" and len(a[0]) == 2 and a[0][0] == 1]
-  xs, ys = curve[0][:2]
+  # The learning curve has one point per evaluation (2); the depth plot 4.
+  ((xs, ys, *_),) = [args for args, label in drawn
+                     if label == "bll" and len(args[0]) == 2]
   assert list(xs) == [1, 2]
   assert ys == pytest.approx([0.2, 0.8])      # exact match, not accuracy
