@@ -101,9 +101,13 @@ class Feedback(nn.Module):
 
 
 def pool_positions(eta: Array, position_ndim: int) -> Array:
-  """Means natural parameters over their position axes: `[B, ..., P] -> [B, P]`."""
+  """Means natural parameters over their position axes: `[B, ..., P] -> [B, P]`.
+
+  `blocks.grid_pool` with one cell, the position axes dropped.
+  """
   if not position_ndim:
     return eta
-  axes = tuple(range(eta.ndim - 1 - position_ndim, eta.ndim - 1))
-  return jnp.mean(eta, axis=axes)
+  pooled = blocks_lib.grid_pool(eta, position_ndim, 1)
+  return pooled.reshape(eta.shape[:eta.ndim - 1 - position_ndim] +
+                        eta.shape[-1:])
 

@@ -51,6 +51,18 @@ def test_grid_pool_over_one_position_axis_and_errors():
       blocks.Latent(families.Gaussian(), grid=bad)
 
 
+def test_feedback_pools_positions_to_one_vector_per_example():
+  """`feedback.pool_positions` is the global mean over the position axes
+  (any number of leading batch axes), and the identity without positions."""
+  from bll_jax import feedback
+  x = np.random.default_rng(0).normal(size=(2, 3, 5, 4, 6)).astype(np.float32)
+  np.testing.assert_allclose(feedback.pool_positions(jnp.asarray(x), 2),
+                             x.mean((2, 3)), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(feedback.pool_positions(jnp.asarray(x), 1),
+                             x.mean(3), rtol=1e-5, atol=1e-6)
+  assert feedback.pool_positions(jnp.asarray(x), 0).shape == x.shape
+
+
 def test_flatten_cells_keeps_the_family_layout():
   # Learned variance: [eta1 | eta2] per cell -> [eta1 of all cells | eta2 ...].
   family = families.GaussianLearnedVariance()
