@@ -6,6 +6,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -68,3 +70,12 @@ def test_compare_writes_one_json_per_run_and_a_table(tmp_path):
     assert summary["method"] == method and summary["steps"] == 20
   table = (tmp_path / "mnist1d.md").read_text()
   assert "| bp | 1 |" in table and "| bll | 1 |" in table
+
+
+def test_init_compile_cost_times_each_prng_and_refuses_no_leaves():
+  from experiments import init_compile_cost
+  cost = init_compile_cost.draw_cost(2)
+  assert set(cost) == {"threefry2x32", "rbg", "unsafe_rbg"}
+  assert all(0 < s < 600 for s in cost.values())
+  with pytest.raises(SystemExit):
+    init_compile_cost.main(["--leaves", "0"])
