@@ -320,7 +320,8 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
       "machine": {"platform": platform.platform(),
                   "processor": platform.processor() or platform.machine(),
                   "cpu_count": os.cpu_count(), "jax": jax.__version__,
-                  "backend": jax.default_backend()},
+                  "backend": jax.default_backend(),
+                  "device_kind": jax.devices()[0].device_kind},
       "history": progress["history"],
       "config": cfg.to_dict(),
   }

@@ -49,7 +49,10 @@ def _mean_std(values) -> str:
 
 def _machine(summary: dict) -> str:
   m = summary.get("machine", {})
-  return (f"{m.get('backend', '?')} ({m.get('processor', '?')}, "
+  backend = m.get("backend", "?")
+  if backend != "cpu" and m.get("device_kind"):   # e.g. "gpu: NVIDIA H200"
+    backend = f"{backend}: {m['device_kind']}"
+  return (f"{backend} ({m.get('processor', '?')}, "
           f"{m.get('cpu_count', '?')} CPUs), jax {m.get('jax', '?')}")
 
 

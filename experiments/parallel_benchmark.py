@@ -263,16 +263,18 @@ def main(args=ARGS):
   device = jax.devices()[0]
   device_name = f"{device.platform}: {getattr(device, 'device_kind', '')}"
   results = []
-  for name in args.models.split(","):
-    print(f"benchmarking {name} ...", flush=True)
+  for name in args.models.split(","):   # written after each model: a run
+    print(f"benchmarking {name} ...", flush=True)   # stopped early keeps them
+    start = time.perf_counter()
     results.append(benchmark(name, args))
-  report = {"device": device_name, "device_count": jax.device_count(),
-            "jax": jax.__version__, "results": results}
-  with open(os.path.join(args.out, "parallel_benchmark.json"), "w") as f:
-    json.dump(report, f, indent=2)
-  text = markdown(results, device_name)
-  with open(os.path.join(args.out, "parallel_benchmark.md"), "w") as f:
-    f.write(text + "\n")
+    print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
+    report = {"device": device_name, "device_count": jax.device_count(),
+              "jax": jax.__version__, "results": results}
+    with open(os.path.join(args.out, "parallel_benchmark.json"), "w") as f:
+      json.dump(report, f, indent=2)
+    text = markdown(results, device_name)
+    with open(os.path.join(args.out, "parallel_benchmark.md"), "w") as f:
+      f.write(text + "\n")
   print(text)
 
 

@@ -8,7 +8,8 @@ Each run is `bll-train --preset P <experiment flags> <method flags> --seed S`
 in this process; its `summary.json` goes to
 `experiments/results/<experiment>/<label>-seed<S>.json`. Runs whose JSON
 exists are skipped (a sweep resumes where it stopped; `--force` reruns).
-Experiments marked `run_here = False` are refused unless `--force`.
+Experiments marked `run_here = False` are refused unless `--force`, or unless
+they name the JAX backend they need (`needs = "gpu"`) and this is it.
 Then `python experiments/make_table.py` rebuilds `RESULTS.md`.
 """
 
@@ -25,6 +26,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import jax  # noqa: E402
+
 from bll_jax import cli  # noqa: E402
 from bll_jax import train  # noqa: E402
 from experiments import configs  # noqa: E402
@@ -40,6 +43,14 @@ def slug(label: str) -> str:
 def result_path(experiment: str, label: str, seed: int,
                 root: str = RESULTS) -> str:
   return os.path.join(root, experiment, f"{slug(label)}-seed{seed}.json")
+
+
+def runs_here(experiment: dict) -> bool:
+  """Whether this machine runs `experiment`: everything marked `run_here`,
+  and those that need an accelerator where JAX's backend is that one."""
+  return experiment["run_here"] or (
+      experiment["needs"] is not None
+      and jax.default_backend() == experiment["needs"])
 
 
 def run(experiment: dict, label: str, seed: int, extra: list[str],
@@ -93,7 +104,7 @@ def main(argv=None):
   plan = []                     # every experiment checked before any run
   for name in names:
     experiment = configs.load(name)
-    if not experiment["run_here"]:
+    if not runs_here(experiment):
       if args.all:
         continue
       if not args.force:

@@ -535,6 +535,41 @@ def test_sweep_all_runs_every_experiment_run_here(tmp_path, fake_run):
   assert len(_files(tmp_path)) == len(expected)
 
 
+def test_sweep_runs_gpu_experiments_only_on_a_gpu(tmp_path, fake_run,
+                                                   monkeypatch, capsys):
+  experiment = configs.load("fashion_mnist_resnet18_gpu")
+  assert (experiment["run_here"], experiment["needs"]) == (False, "gpu")
+  assert configs.load("cifar10_resnet18")["needs"] is None
+
+  with pytest.raises(SystemExit):                  # this CPU machine
+    sweep.main(["fashion_mnist_resnet18_gpu", "--results", str(tmp_path)])
+  assert "fashion_mnist_resnet18_gpu is not run here: sized for a GPU" in (
+      capsys.readouterr().err)
+  assert fake_run == []
+
+  monkeypatch.setattr(sweep.jax, "default_backend", lambda: "gpu")
+  sweep.main(["fashion_mnist_resnet18_gpu", "--seeds", "0",
+              "--results", str(tmp_path)])
+  assert fake_run == [("fashion_mnist_resnet18_gpu", label, 0, ())
+                      for label in experiment["runs"]]
+  assert list(experiment["runs"])[:4] == ["bp", "bll", "drtp", "local"]
+  fake_run.clear()
+  with pytest.raises(SystemExit):            # needs a GPU, not any backend
+    sweep.main(["cifar10_resnet18", "--results", str(tmp_path)])
+  sweep.main(["--all", "--methods", "bp", "--seeds", "1",
+              "--results", str(tmp_path)])
+  assert ("fashion_mnist_resnet18_gpu", "bp", 1, ()) in fake_run
+
+
+def test_machine_cell_names_the_accelerator():
+  gpu = dict(MACHINE, backend="gpu", device_kind="NVIDIA H200",
+             cpu_count=16, jax="0.11.2")
+  assert make_table._machine({"machine": gpu}) == (
+      "gpu: NVIDIA H200 (x86_64, 16 CPUs), jax 0.11.2")
+  cpu = dict(MACHINE, device_kind="cpu")
+  assert make_table._machine({"machine": cpu}) == MACHINE_CELL
+
+
 def test_sweep_checks_every_experiment_before_any_run(tmp_path, fake_run):
   with pytest.raises(SystemExit):
     # bp is a run of mnist1d_mlp but not of the ablation.

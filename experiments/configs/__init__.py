@@ -4,7 +4,8 @@ An experiment is a `bll-train` preset, flags shared by its runs, the methods
 compared (each a list of extra flags, from `METHODS`; an ablation lists its
 own `variants`) and the seeds. Every run writes its `summary.json` to
 `experiments/results/<experiment>/<label>-seed<S>.json`. Experiments that need data this workplace cannot download have
-`run_here = False` and the reason; their configs are smoke-tested on
+`run_here = False` and the reason (`why_not`); those sized for an accelerator
+also name the JAX backend that runs them (`needs = "gpu"`). Their configs are smoke-tested on
 `tfds.testing.mock_data` (`tests/test_experiments.py`).
 """
 
@@ -54,6 +55,7 @@ def load(name: str) -> dict:
   experiment.setdefault("seeds", (0, 1, 2))
   experiment.setdefault("flags", [])
   experiment.setdefault("run_here", True)
+  experiment.setdefault("needs", None)     # e.g. "gpu": runs on that backend
   experiment.setdefault("metrics", ("test_accuracy",))
   experiment["name"] = name
   if "variants" in experiment:     # an ablation: its own labelled flags

@@ -1,0 +1,45 @@
+"""Fashion-MNIST, ResNet-18 at full size on a GPU: width 64, all 60k images.
+
+The `fashion_mnist_resnet18` experiment without its three size flags except
+the epochs: first-stage width 64 (the standard network), all 60,000 training
+images, 4 epochs, Adam 1e-3, batch 128; tested on all 10,000 test images.
+That is about 80 times the compute of the width-16 experiment (16 times the
+multiply-adds per image, 5 times the images), hours a run on this project's
+2-core CPU, so it runs where `jax.default_backend()` is a GPU:
+
+    bash experiments/gpu_rows.sh OUT_DIR     # this and the benchmark rows
+"""
+from experiments.configs import METHODS
+
+EXPERIMENT = {
+    "title": "Fashion-MNIST, ResNet-18 (full width 64), 4 blocks, all 60k "
+             "training images, 4 epochs, on a GPU",
+    "preset": "fashion_mnist_resnet18",
+    "flags": ["--epochs", "4"],
+    "methods": ("bp", "bll", "drtp", "local", "bll-bootstrapped",
+                "bll-direct"),
+    "run_here": False,
+    "needs": "gpu",
+    "notes": """
+**Reading it** (one NVIDIA H200, 2026-11-29, `bash experiments/gpu_rows.sh`;
+3 seeds, `bll-direct` 2: the device time ran out). At full size the 1-point
+target holds: `bll` 0.9110 +- 0.0096 against `bp` 0.9146 +- 0.0013, 0.36
+points behind. But Fashion-MNIST at this size no longer separates the
+methods: `drtp` (0.9155) and `local` (0.9161) are level with `bp`, and `bll`
+is behind both by less than one standard deviation over seeds. The width-16
+network on a fifth of the images (the CPU experiment above) separates `bll`
+from `drtp` (0.8555 against 0.8453), though not from `local`. The learning curves are still rising at
+epoch 4, and the spread of `bll` is one seed whose last epoch fell (0.9024
+to 0.9001 in seed 2). Chained feedback leaves the first two blocks the weakest
+exits (0.853, 0.837 against `local`'s 0.906, 0.912); bootstrapping lifts
+block 1 to 0.895 but costs 0.6 points at the output (0.9048 +- 0.0058).
+Per run the training loop took 13 s for `bp` and 15-19 s for the local
+methods (1872 steps of 128; about 18,600 examples/s against 14,500-16,600);
+one compiled fused `bll` step alone costs 1.02 times a `bp` step on this GPU
+(`docs/benchmarks.md`, ResNet-18 at 32x32x3, batch 128), so most of the
+difference is spent outside the step, in the loop around it.
+""",
+    "why_not": "sized for a GPU (80 times the compute of the width-16 "
+               "experiment); `sweep.py` runs it where the JAX backend is a GPU",
+}
+assert set(EXPERIMENT["methods"]) <= set(METHODS)
