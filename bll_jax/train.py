@@ -42,6 +42,11 @@ from bll_jax import step as step_lib
 from bll_jax.parallel import mesh as mesh_lib
 
 
+# `fold_in` of the step number, compiled once: eager, it costs ~0.15 ms of
+# host time per step (the same key either way).
+_step_key = jax.jit(jax.random.fold_in)
+
+
 class ConfigError(ValueError):
   """An invalid config or missing data, found before anything compiles."""
 
@@ -242,7 +247,7 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
       _postfix(bar, engine, last)
       batches = ()
     for batch in batches:
-      state, metrics = step_fn(state, batch, jax.random.fold_in(step_key, step))
+      state, metrics = step_fn(state, batch, _step_key(step_key, step))
       pending.append(metrics)
       step += 1
       bar.update(1)

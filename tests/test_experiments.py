@@ -79,3 +79,13 @@ def test_init_compile_cost_times_each_prng_and_refuses_no_leaves():
   assert all(0 < s < 600 for s in cost.values())
   with pytest.raises(SystemExit):
     init_compile_cost.main(["--leaves", "0"])
+
+
+def test_loop_overhead_times_the_loop_and_the_bare_step(capsys):
+  from experiments import loop_overhead
+  rows = loop_overhead.main(["--methods", "bp,bll", "--steps", "40"])
+  assert [method for method, _, _ in rows] == ["bp", "bll"]
+  for _, loop_ms, step_ms in rows:
+    assert 0 < step_ms < 1e3 and 0 < loop_ms < 1e3
+  out = capsys.readouterr().out
+  assert "bll: loop " in out and "compiled step alone" in out

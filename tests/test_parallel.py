@@ -109,6 +109,45 @@ def test_data_parallel_on_8_devices_equals_one_device_with_8x_the_batch():
   assert _max_diff(state, one) < 2e-5
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_one_device_sync_takes_host_arrays_and_equals_placing_them(fused):
+  engine = _engine(CNN, shape=(10,))
+  batches, keys = _batches(3, 16, (10,)), _keys(3)
+  state0 = engine.init(jax.random.key(0), batches[0]["inputs"])
+  one = mpmd.BlockParallel(engine, _mesh("data=1", engine), fused=fused)
+  assert one._on_default_device
+  # Not on another single device, nor on several: those place first.
+  other = mpmd.BlockParallel(engine, mesh_lib.make_mesh(
+      mesh_lib.MeshSpec(1, 1), engine.num_blocks, jax.devices()[3:4]))
+  assert not other._on_default_device
+  assert not mpmd.BlockParallel(engine, _mesh("data=8", engine)
+                                )._on_default_device
+  direct, placed, elsewhere = (one.place(state0), one.place(state0),
+                               other.place(state0))
+  for b, k in zip(batches, keys):
+    direct, m_direct = one.sync_step(direct, b, k)
+    placed, m_placed = one.sync_step.__func__(
+        _Placing(one), placed, b, k)
+    elsewhere, _ = other.sync_step(elsewhere, b, k)
+  assert _max_diff(direct, placed) == 0
+  assert _max_diff(direct, elsewhere) < 1e-6     # another device's programs
+  assert jax.tree.map(float, m_direct) == jax.tree.map(float, m_placed)
+  assert {d.id for leaf in jax.tree.leaves(elsewhere)
+          for d in leaf.devices()} == {3}
+
+
+class _Placing:
+  """A `BlockParallel` view whose sync step always places its inputs."""
+
+  def __init__(self, parallel):
+    self._parallel = parallel
+
+  _on_default_device = False
+
+  def __getattr__(self, name):
+    return getattr(self._parallel, name)
+
+
 # ------------------------------------------------------------- pipelined
 
 

@@ -22,6 +22,7 @@ engine, batch sharded over all devices.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Iterable, Sequence
 
 import jax
@@ -71,6 +72,14 @@ class BlockParallel:
   @property
   def num_stages(self) -> int:
     return len(self.stage_blocks)
+
+  @functools.cached_property
+  def _on_default_device(self) -> bool:
+    """Whether the whole mesh is this process's default device (one device,
+    one process): what a jitted step does with host arrays and with keys
+    made on the default device is then already the placement."""
+    return (jax.process_count() == 1 and self.mesh.devices.size == 1
+            and self.mesh.devices.flat[0] == jax.devices()[0])
 
   # ------------------------------------------------------------- placement
 
@@ -123,6 +132,10 @@ class BlockParallel:
     engine = self.engine
     if self.num_stages == 1:
       step = engine.train_step if self.fused else engine.train_step_per_block
+      if self._on_default_device:
+        # The jitted step places host arrays itself, next to the state:
+        # placing them first costs ~0.3 ms of host time per step.
+        return step(state, batch, key)
       return step(state, self.batch_on(batch, 0, local), self.key_on(key, 0))
     on = [self.batch_on(batch, s, local) for s in range(self.num_stages)]
     keys = [self.key_on(key, s) for s in range(self.num_stages)]
