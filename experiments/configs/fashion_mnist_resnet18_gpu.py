@@ -34,10 +34,13 @@ to 0.9001 in seed 2). Chained feedback leaves the first two blocks the weakest
 exits (0.853, 0.837 against `local`'s 0.906, 0.912); bootstrapping lifts
 block 1 to 0.895 but costs 0.6 points at the output (0.9048 +- 0.0058).
 Per run the training loop took 13 s for `bp` and 15-19 s for the local
-methods (1872 steps of 128; about 18,600 examples/s against 14,500-16,600);
-one compiled fused `bll` step alone costs 1.02 times a `bp` step on this GPU
-(`docs/benchmarks.md`, ResNet-18 at 32x32x3, batch 128), so most of the
-difference is spent outside the step, in the loop around it.
+methods (1872 steps of 128; about 18,600 examples/s against 14,500-16,600).
+In `docs/benchmarks.md` one compiled fused `bll` step costs 1.02 times a
+`bp` step on this GPU, but for 32x32x3 inputs and feature maps fed back
+position by position (grid 0), not this preset's 4 x 4 grid; what the
+1.2x of the training loop is made of was not measured on the GPU. These
+runs predate the loop's one-device fast path (`experiments/loop_overhead.py`),
+which cuts its host work per step on the CPU from 0.8 to 0.12 ms.
 """,
     "why_not": "sized for a GPU (80 times the compute of the width-16 "
                "experiment); `sweep.py` runs it where the JAX backend is a GPU",
