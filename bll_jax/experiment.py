@@ -204,7 +204,12 @@ def load_dataset(config):
   if config.dataset.name in ("reverse", "sort", "copy"):
     options = {"length": int(config.dataset.length),
                "num_symbols": int(config.dataset.num_symbols),
-               "train_size": int(config.dataset.train_size)}
+               "train_size": int(config.dataset.train_size),
+               "eval_split": config.dataset.eval_split}
+  elif config.dataset.eval_split != "test":
+    raise ValueError(f"dataset.eval_split {config.dataset.eval_split!r} is "
+                     "for the generated sequence tasks (reverse, sort, copy); "
+                     f"{config.dataset.name} is evaluated on its test set")
   elif config.dataset.name == "imagenet2012":
     options = {"image_size": int(config.dataset.image_size)}
     if config.dataset.progressive:

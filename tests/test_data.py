@@ -375,6 +375,40 @@ def test_sequence_test_set_is_fixed_and_apart_from_training():
   assert not train & {row.tobytes() for row in test["inputs"]}
 
 
+def test_sequence_validation_set_is_fixed_and_apart_from_test_and_training():
+  def rows(batches):
+    return {row.tobytes() for batch in batches for row in batch["inputs"]}
+
+  test = data.load("sort", length=8, test_size=200, train_size=50)
+  validation = data.load("sort", length=8, test_size=200, train_size=50,
+                         eval_split="validation")
+  again = data.load("sort", length=8, test_size=200, train_size=50,
+                    eval_split="validation")
+  _assert_same_batches(list(again.test_batches(64)),
+                       list(validation.test_batches(64)))
+  held_out = rows(validation.test_batches(64))
+  assert len(held_out) > 190            # 16^8 sources: hardly any repeats
+  assert not held_out & rows(test.test_batches(64))
+  train = rows(batch for seed in range(3)
+               for batch in validation.train_batches(10, seed=seed, epoch=0))
+  assert not held_out & train
+  # The split changes what is evaluated, never what is trained on.
+  _assert_same_batches(list(validation.train_batches(10, seed=1, epoch=0)),
+                       list(test.train_batches(10, seed=1, epoch=0)))
+  with pytest.raises(ValueError, match=r"eval_split must be one of \('test', "
+                     r"'validation'\), got 'train'"):
+    data.load("sort", eval_split="train")
+
+
+def test_eval_split_is_refused_for_datasets_without_one():
+  from bll_jax import configs
+  from bll_jax import experiment
+  config = configs.get_config("mnist1d")
+  config.dataset.eval_split = "validation"
+  with pytest.raises(ValueError, match="is for the generated sequence tasks"):
+    experiment.load_dataset(config)
+
+
 # ----------------------------------------------------------------- load()
 
 

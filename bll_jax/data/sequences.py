@@ -18,6 +18,10 @@ data. The test set comes from a fixed seed of its own, the child
 `SeedSequence(TEST_ENTROPY, spawn_key=(1,))`, a stream apart from every
 training stream (plain `default_rng([TEST_ENTROPY])` would equal the training
 batch `[TEST_ENTROPY, 0, 0]`): it is the same in every run and for every seed.
+With `eval_split="validation"` the sequences evaluated come from the child
+`spawn_key=(2,)` instead: a validation set apart from the test set and from
+training, to choose settings on without looking at the test set. Training
+does not depend on it, so a run evaluated on either split trains the same.
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ TARGETS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "copy": lambda source: source,
 }
 DEFAULTS = {"length": 16, "num_symbols": 16, "train_size": 65536,
-            "test_size": 1000}
+            "test_size": 1000, "eval_split": "test"}
 TEST_ENTROPY = 2**31 - 1
+EVAL_STREAMS = {"test": 1, "validation": 2}   # spawn keys of TEST_ENTROPY
 
 
 def load(name: str, **options) -> SequenceDataset:
@@ -45,7 +50,8 @@ def load(name: str, **options) -> SequenceDataset:
     name: the task.
     **options: `length` (L, default 16), `num_symbols` (default 16),
       `train_size` (examples per epoch, default 65536), `test_size` (default
-      1000).
+      1000), `eval_split` ("test", the default, or "validation": which
+      held-out sequences `test_batches` hands out).
 
   Returns:
     The dataset, inputs int32 of shape `(2L,)`.
@@ -53,15 +59,20 @@ def load(name: str, **options) -> SequenceDataset:
   if name not in TARGETS:
     raise ValueError(f"name must be one of {tuple(TARGETS)}, got {name!r}")
   options = base.check_options(name, options, DEFAULTS)
-  return SequenceDataset(name, **{key: base.positive_int(key, value)
-                                  for key, value in options.items()})
+  split = options.pop("eval_split")
+  if split not in EVAL_STREAMS:
+    raise ValueError(f"eval_split must be one of {tuple(EVAL_STREAMS)}, got "
+                     f"{split!r}")
+  return SequenceDataset(name, eval_split=split,
+                         **{key: base.positive_int(key, value)
+                            for key, value in options.items()})
 
 
 class SequenceDataset(base.Dataset):
   """One sequence task; see the module docstring for the format."""
 
   def __init__(self, name: str, *, length: int, num_symbols: int,
-               train_size: int, test_size: int):
+               train_size: int, test_size: int, eval_split: str = "test"):
     self._target = TARGETS[name]
     self._length = length
     self._num_symbols = num_symbols
@@ -70,8 +81,8 @@ class SequenceDataset(base.Dataset):
         input_shape=(2 * length,), input_dtype="int32", train_size=train_size,
         test_size=test_size,
         metadata={"source_length": length, "separator": num_symbols + 1})
-    test_rng = np.random.default_rng(
-        np.random.SeedSequence(TEST_ENTROPY, spawn_key=(1,)))
+    test_rng = np.random.default_rng(np.random.SeedSequence(
+        TEST_ENTROPY, spawn_key=(EVAL_STREAMS[eval_split],)))
     self._test = self._examples(test_rng, test_size)
 
   def _train_batches(self, batch_size, *, seed, epoch, start_step, shard):
