@@ -115,7 +115,7 @@ def test_one_device_sync_takes_host_arrays_and_equals_placing_them(fused):
   batches, keys = _batches(3, 16, (10,)), _keys(3)
   state0 = engine.init(jax.random.key(0), batches[0]["inputs"])
   one = mpmd.BlockParallel(engine, _mesh("data=1", engine), fused=fused)
-  assert one._on_default_device
+  assert one._on_default_device     # (the per-block form places, as before)
   # Not on another single device, nor on several: those place first.
   other = mpmd.BlockParallel(engine, mesh_lib.make_mesh(
       mesh_lib.MeshSpec(1, 1), engine.num_blocks, jax.devices()[3:4]))

@@ -132,9 +132,10 @@ class BlockParallel:
     engine = self.engine
     if self.num_stages == 1:
       step = engine.train_step if self.fused else engine.train_step_per_block
-      if self._on_default_device:
-        # The jitted step places host arrays itself, next to the state:
-        # placing them first costs ~0.3 ms of host time per step.
+      if self.fused and self._on_default_device:
+        # The one jitted step places host arrays itself, next to the state:
+        # placing them first costs ~0.3 ms of host time per step. (The
+        # per-block form would copy the labels once per block: it places.)
         return step(state, batch, key)
       return step(state, self.batch_on(batch, 0, local), self.key_on(key, 0))
     on = [self.batch_on(batch, s, local) for s in range(self.num_stages)]
