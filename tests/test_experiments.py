@@ -89,3 +89,23 @@ def test_loop_overhead_times_the_loop_and_the_bare_step(capsys):
     assert 0 < step_ms < 1e3 and 0 < loop_ms < 1e3
   out = capsys.readouterr().out
   assert "bll: loop " in out and "compiled step alone" in out
+
+
+def test_depth_probe_reports_every_hidden_block_at_both_steps(tmp_path):
+  from experiments import depth_probe
+  out = tmp_path / "probe.json"
+  report = depth_probe.main([
+      "--steps", "2", "--out", str(out), "--",
+      "--model.num-layers", "3", "--model.d-model", "16",
+      "--model.num-heads", "2", "--model.mlp-dim", "32", "--cuts", "1,2,3",
+      "--dataset.train-size", "64", "--batch-size", "16",
+      "--dataset.length", "4"])
+  assert report["num_classes"] == 18            # 16 symbols, padding, SEP
+  assert sorted(report["probes"]) == [0, 2]
+  for rows in report["probes"].values():
+    assert len(rows) == 3                       # the hidden blocks
+    for row in rows:
+      assert row["rms"] > 0 and 0 < row["local_loss"] < 1e3
+  assert json.loads(out.read_text())["probes"]["2"] == report["probes"][2]
+  with pytest.raises(SystemExit):
+    depth_probe.main(["--steps", "0"])
