@@ -10,12 +10,13 @@ Transformer in 4 blocks) with its own sync step and, at step 0 and after
 (test) examples:
 
 * the RMS of its natural parameters `eta_k` (the block's output as read by
-  its latent), and
+  its latent) and of its feedback `eta_fb` (every class's vector), and
 * its local loss `L_k = -log q(y | eta_k, eta_fb)` at the run's temperature,
   against `log C`, the loss of a uniform guess over the `C` classes.
 
 The class scores are inner products of `eta_k` with the feedback, so their
-spread, and the loss of a confident wrong guess, grows with `eta_k`'s size.
+spread, and the loss of a confident wrong guess, grows with the product of
+the two sizes.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ SORT = ["--preset", "seq_transformer", "--dataset.name", "sort",
 
 
 def probe(engine, state, batch, key) -> list[dict]:
-  """`[{"rms", "local_loss"}]` of every hidden block on `batch`."""
+  """`[{"rms", "feedback_rms", "local_loss"}]` of every hidden block."""
   etas = engine.forward_train(state, batch["inputs"], key)
   fb = engine.feedback_forward(state.feedback.params, etas)
   rows = []
@@ -51,9 +52,13 @@ def probe(engine, state, batch, key) -> list[dict]:
         latent.family, eta, fb[k], batch["labels"],
         temperature=engine._temperature(k, eta),
         position_ndim=latent.position_ndim)
-    rows.append({"rms": float(jnp.sqrt(jnp.mean(jnp.square(eta)))),
+    rows.append({"rms": _rms(eta), "feedback_rms": _rms(fb[k]),
                  "local_loss": float(weighted_mean(loss, batch["weights"]))})
   return rows
+
+
+def _rms(x) -> float:
+  return float(jnp.sqrt(jnp.mean(jnp.square(x))))
 
 
 def main(argv=None):
@@ -96,8 +101,8 @@ def main(argv=None):
   for step, rows in report["probes"].items():
     for k, row in enumerate(rows):
       print(f"step {step:4d}, block {k + 1}: RMS of eta {row['rms']:.3f}, "
-            f"local loss {row['local_loss']:.3f} nats (uniform guess "
-            f"{uniform:.3f})")
+            f"of its feedback {row['feedback_rms']:.3f}, local loss "
+            f"{row['local_loss']:.3f} nats (uniform guess {uniform:.3f})")
   if args.out:
     with open(args.out, "w") as f:
       json.dump(report, f, indent=2)

@@ -105,7 +105,8 @@ def test_depth_probe_reports_every_hidden_block_at_both_steps(tmp_path):
   for rows in report["probes"].values():
     assert len(rows) == 3                       # the hidden blocks
     for row in rows:
-      assert row["rms"] > 0 and 0 < row["local_loss"] < 1e3
+      assert row["rms"] > 0 and row["feedback_rms"] > 0
+      assert 0 < row["local_loss"] < 1e3
   assert json.loads(out.read_text())["probes"]["2"] == report["probes"][2]
   with pytest.raises(SystemExit):
     depth_probe.main(["--steps", "0"])
