@@ -37,8 +37,7 @@ def main(argv=None):
   for method in args.methods.split(","):
     flags = ["--preset", "mnist1d", "--model.name", "mlp", "--model.widths",
              "8,8,8", "--method", method, "--steps", str(args.steps),
-             "--batch-size", "32", "--progress", "false"]
-    flags += ["--mesh", "data=1"]
+             "--batch-size", "32", "--progress", "false", "--mesh", "data=1"]
     config, _ = cli.config_from_args(flags)
     del config.print_config
     summary = train.train_and_evaluate(config, tempfile.mkdtemp())

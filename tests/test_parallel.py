@@ -124,10 +124,10 @@ def test_one_device_sync_takes_host_arrays_and_equals_placing_them(fused):
                                 )._on_default_device
   direct, placed, elsewhere = (one.place(state0), one.place(state0),
                                other.place(state0))
+  step_fn = engine.train_step if fused else engine.train_step_per_block
   for b, k in zip(batches, keys):
     direct, m_direct = one.sync_step(direct, b, k)
-    placed, m_placed = one.sync_step.__func__(
-        _Placing(one), placed, b, k)
+    placed, m_placed = step_fn(placed, one.batch_on(b, 0), one.key_on(k, 0))
     elsewhere, _ = other.sync_step(elsewhere, b, k)
   assert _max_diff(direct, placed) == 0
   assert _max_diff(direct, elsewhere) < 1e-6     # another device's programs
@@ -135,17 +135,6 @@ def test_one_device_sync_takes_host_arrays_and_equals_placing_them(fused):
   assert {d.id for leaf in jax.tree.leaves(elsewhere)
           for d in leaf.devices()} == {3}
 
-
-class _Placing:
-  """A `BlockParallel` view whose sync step always places its inputs."""
-
-  def __init__(self, parallel):
-    self._parallel = parallel
-
-  _on_default_device = False
-
-  def __getattr__(self, name):
-    return getattr(self._parallel, name)
 
 
 # ------------------------------------------------------------- pipelined

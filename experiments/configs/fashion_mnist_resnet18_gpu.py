@@ -9,8 +9,6 @@ multiply-adds per image, 5 times the images), hours a run on this project's
 
     bash experiments/gpu_rows.sh OUT_DIR     # this and the benchmark rows
 """
-from experiments.configs import METHODS
-
 EXPERIMENT = {
     "title": "Fashion-MNIST, ResNet-18 (full width 64), 4 blocks, all 60k "
              "training images, 4 epochs, on a GPU",
@@ -45,4 +43,3 @@ which cuts its host work per step on the CPU from 0.8 to 0.12 ms.
     "why_not": "sized for a GPU (80 times the compute of the width-16 "
                "experiment); `sweep.py` runs it where the JAX backend is a GPU",
 }
-assert set(EXPERIMENT["methods"]) <= set(METHODS)
