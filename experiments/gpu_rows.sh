@@ -3,10 +3,12 @@
 #
 #   bash experiments/gpu_rows.sh OUT_DIR [SECONDS]      # default 480 s
 #
-# 1. docs/benchmarks.md's GPU table: experiments/parallel_benchmark.py at
-#    batch 128 (one device, so no pipeline rows) -> OUT_DIR/parallel/.
-# 2. RESULTS.md's GPU experiments (configs with needs = "gpu"), seed after
-#    seed, each seed of every method before the next seed -> JSON files under
+# 1. docs/benchmarks.md's GPU table (skipped with GPU_BENCH=0):
+#    experiments/parallel_benchmark.py at batch 128 (one device, so no
+#    pipeline rows) -> OUT_DIR/parallel/.
+# 2. RESULTS.md's GPU experiments (configs with needs = "gpu"; the names in
+#    GPU_EXPERIMENTS, default fashion_mnist_resnet18_gpu), seed after seed,
+#    each seed of every method before the next seed -> JSON files under
 #    OUT_DIR/results/<experiment>/, also packed as OUT_DIR/results.tgz after
 #    every seed (what finished survives a stop at the budget). Unpack into
 #    experiments/results/ and run experiments/make_table.py.
@@ -32,10 +34,12 @@ left() { echo $((budget - (SECONDS - start))); }
   $py -c 'import jax; print("jax", jax.__version__, jax.devices())'
 } 2>&1 | tee "$out/machine.txt"
 
-echo "== parallel benchmark ($(left) s left)"
-timeout "$(( $(left) * 2 / 5 ))" $py experiments/parallel_benchmark.py \
-  --batch-size "${BENCH_BATCH:-128}" --repeats 20 --out "$out/parallel" \
-  ${BENCH_ARGS:-} || echo "parallel benchmark: exit $?"
+if [[ ${GPU_BENCH:-1} != 0 ]]; then
+  echo "== parallel benchmark ($(left) s left)"
+  timeout "$(( $(left) * 2 / 5 ))" $py experiments/parallel_benchmark.py \
+    --batch-size "${BENCH_BATCH:-128}" --repeats 20 --out "$out/parallel" \
+    ${BENCH_ARGS:-} || echo "parallel benchmark: exit $?"
+fi
 
 for seed in ${GPU_SEEDS:-0 1 2}; do
   if (( $(left) < 30 )); then echo "budget spent before seed $seed"; break; fi

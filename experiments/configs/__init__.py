@@ -19,6 +19,8 @@ METHODS = {
     "bp": ["--method", "bp"],
     "bll": [],                                    # Gaussian, chained, discriminative
     "bll-direct": ["--feedback", "direct"],
+    # The sorting temperature chosen on validation (ablation_sort_validation).
+    "bll-temperature-5": ["--temperature", "5"],
     "bll-bootstrapped": ["--feedback", "bootstrapped"],
     "bll-bernoulli": ["--family", "bernoulli"],
     "bll-categorical": ["--family", "categorical", "--group-size", "4"],
