@@ -24,6 +24,7 @@ METHODS = ("bll", "bp", "local", "drtp")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "triangular")
 RECIPES = ("", "authors")
+TEMPERATURE_CALIBRATIONS = ("none", "init")
 STEP_MODES = ("fused", "per_block")
 PIPELINES = ("auto", "mpmd", "spmd")
 
@@ -62,6 +63,14 @@ def check(config: ml_collections.ConfigDict) -> None:
   _one_of("optimizer", config.optimizer, OPTIMIZERS)
   _one_of("lr_schedule", config.lr_schedule, LR_SCHEDULES)
   _one_of("recipe", config.recipe, RECIPES)
+  _one_of("temperature_calibration", config.temperature_calibration,
+          TEMPERATURE_CALIBRATIONS)
+  if config.temperature_calibration != "none" and (
+      config.method == "bp" or config.recipe):
+    raise ValueError("temperature_calibration scales the distributional "
+                     "local losses: it needs method bll, local or drtp and "
+                     f"no recipe, got method {config.method!r}"
+                     + (f", recipe {config.recipe!r}" if config.recipe else ""))
   if config.recipe and config.method != "bll":
     raise ValueError(f"recipe {config.recipe!r} is a form of method 'bll', "
                      f"got method {config.method!r}")
@@ -155,9 +164,13 @@ def make_stack(config, info) -> models_lib.LayerStack:
   return models_lib.build(config.model, info.num_classes, info.input_shape)
 
 
-def make_engine(config, info, steps_per_epoch: int, total_steps: int
+def make_engine(config, info, steps_per_epoch: int, total_steps: int,
+                temperature: tuple[float, ...] | None = None
                 ) -> step_lib.Engine:
   """The engine of a resolved config for a dataset; checks the cut.
+
+  `temperature`, one per hidden block, replaces `config.temperature` (see
+  :func:`bll_jax.calibration.calibrated_temperatures`).
 
   Raises:
     ValueError: a cut that does not fit the model, or settings that do not
@@ -178,7 +191,8 @@ def make_engine(config, info, steps_per_epoch: int, total_steps: int
   fb_tx = make_optimizer(config, steps_per_epoch, total_steps,
                          config.feedback_lr or None)
   objective = step_lib.Objective(
-      temperature=float(config.temperature),
+      temperature=(float(config.temperature) if temperature is None
+                   else tuple(temperature)),
       feedback_loss=config.feedback_loss,
       label_smoothing=float(config.label_smoothing),
       chunk_size=int(config.chunk_size) or None,

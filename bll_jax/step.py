@@ -62,7 +62,9 @@ class Objective:
   """The loss settings shared by all blocks.
 
   Attributes:
-    temperature: `T` of the local loss.
+    temperature: `T` of the local loss: one for every block, or a tuple
+      with one per hidden block (e.g. from
+      :func:`bll_jax.calibration.calibrated_temperatures`).
     feedback_loss: "ml" (:func:`~bll_jax.losses.feedback_ml_loss`),
       "discriminative" or "both".
     label_smoothing: of the output block's cross-entropy.
@@ -76,7 +78,7 @@ class Objective:
       map's evidence is averaged, not counted `S` times.
   """
 
-  temperature: float = 1.0
+  temperature: float | tuple[float, ...] = 1.0
   feedback_loss: str = "ml"
   label_smoothing: float = 0.0
   chunk_size: int | None = None
@@ -84,6 +86,12 @@ class Objective:
   position_average: bool = True
 
   def __post_init__(self):
+    temperatures = (self.temperature if isinstance(self.temperature, tuple)
+                    else (self.temperature,))
+    if not all(isinstance(t, (int, float)) and math.isfinite(t) and t > 0
+               for t in temperatures):
+      raise ValueError("temperature must be a positive float or a tuple of "
+                       f"them, got {self.temperature!r}")
     if self.feedback_loss not in FEEDBACK_LOSSES:
       raise ValueError(f"feedback_loss must be one of {FEEDBACK_LOSSES}, got "
                        f"{self.feedback_loss!r}")
@@ -155,6 +163,11 @@ class Engine:
             stack, edges, k, lat)) for k, lat in enumerate(latents))
     self._cells = tuple(blocks_lib.latent_cells(stack, edges, k, lat)
                         for k, lat in enumerate(latents))
+    if (isinstance(objective.temperature, tuple)
+        and len(objective.temperature) != len(self.latents)):
+      raise ValueError(f"temperature has {len(objective.temperature)} "
+                       f"values; give one per hidden block "
+                       f"({len(self.latents)})")
     self.blocks = blocks_lib.make_blocks(
         stack, edges, self.latents,
         aux_classes=num_classes if recipe is not None else 0)
@@ -318,13 +331,21 @@ class Engine:
     return loss, metrics
 
   def _temperature(self, k, eta):
-    """Block `k`'s score temperature (times its positions, or its grid
-    cells, if averaged)."""
+    """Block `k`'s score temperature: its `T` (times its positions, or its
+    grid cells, if averaged)."""
+    temperature = self.objective.temperature
+    if isinstance(temperature, tuple):
+      temperature = temperature[k]
+    return temperature * self.position_scale(k, eta)
+
+  def position_scale(self, k, eta) -> int:
+    """What block `k`'s summed scores are divided by besides `T`: its
+    positions (or grid cells) when they are averaged, else 1."""
+    if not self.objective.position_average:
+      return 1
     n = self.latents[k].position_ndim
     positions = math.prod(eta.shape[eta.ndim - 1 - n:eta.ndim - 1])
-    positions *= self._cells[k]
-    scale = positions if self.objective.position_average else 1
-    return self.objective.temperature * scale
+    return positions * self._cells[k]
 
   def _feedback_objective(self, etas, fb, labels, weights):
     """`sum_k L^fb_k`, gradient to the feedback parameters only.

@@ -86,11 +86,26 @@ def prepare(config) -> Run:
       total = min(total, int(resolved.steps))
     engine = experiment.make_engine(resolved, dataset.info, steps_per_epoch,
                                     total)
+    if resolved.temperature_calibration == "init":
+      engine = experiment.make_engine(
+          resolved, dataset.info, steps_per_epoch, total,
+          temperature=_calibrated_temperatures(resolved, dataset, engine))
     mesh, parallel, pipeline = _parallel(resolved, engine)
   except (ValueError, FileNotFoundError, ImportError) as e:
     raise ConfigError(str(e).splitlines()[0] if str(e) else repr(e)) from e
   return Run(resolved, dataset, engine, steps_per_epoch, total, mesh,
              parallel, pipeline)
+
+
+def _calibrated_temperatures(config, dataset, engine) -> tuple[float, ...]:
+  """Each hidden block's `T_k`, measured at the run's own initial state on
+  its first training batch (:mod:`bll_jax.calibration`)."""
+  from bll_jax import calibration
+  seed = int(config.seed)
+  batch = calibration.first_batch(dataset, int(config.batch_size), seed)
+  state = engine.init(jax.random.key(seed), batch["inputs"])
+  return calibration.calibrated_temperatures(
+      engine, state, batch, jax.random.key(seed), float(config.temperature))
 
 
 def _parallel(config, engine):
@@ -304,6 +319,8 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
       "cuts": list(engine_edges(engine)),
       "family": None if cfg.method == "bp" else cfg.family,
       "feedback": None if cfg.method == "bp" else cfg.feedback,
+      # One per hidden block where calibrated, else the run's one value.
+      "temperature": engine.objective.temperature,
       "epochs": final["epoch"],
       "steps": final["step"],
       "batch_size": batch_size,

@@ -62,6 +62,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.transmit = "mean"           # mean | sample
   c.boundary = "auto"           # auto | pre | post (see bll_jax.blocks.Latent)
   c.temperature = 1.0
+  c.temperature_calibration = "none"  # none | init: each hidden block's T = temperature x its class scores' spread at init
   c.chunk_size = 0              # 0 = all classes at once
   c.decorrelation = 0.0
 

@@ -25,6 +25,8 @@ METHODS = {
     "bll-bernoulli": ["--family", "bernoulli"],
     "bll-categorical": ["--family", "categorical", "--group-size", "4"],
     "bll-learned-variance": ["--family", "gaussian_learned_variance"],
+    # Each hidden block's temperature set from its scores' spread at init.
+    "bll-calibrated": ["--temperature-calibration", "init"],
     "drtp": ["--method", "drtp"],
     "local": ["--method", "local"],
     "authors": ["--recipe", "authors"],
@@ -34,11 +36,12 @@ METHODS = {
 
 CLASSIFICATION = ("bp", "bll", "bll-direct", "bll-bootstrapped",
                   "bll-bernoulli", "bll-categorical", "bll-learned-variance",
-                  "drtp", "local", "authors", "authors+fixes")
+                  "bll-calibrated", "drtp", "local", "authors",
+                  "authors+fixes")
 # Token targets: no bootstrapping (per example and class), no recipe (its
 # feature summary is for images).
 SEQUENCE = ("bp", "bll", "bll-direct", "bll-bernoulli", "bll-categorical",
-            "drtp", "local")
+            "bll-calibrated", "drtp", "local")
 # The large runs: the main comparison only.
 LARGE = ("bp", "bll", "drtp", "local", "authors", "authors+fixes")
 

@@ -17,7 +17,7 @@ EXPERIMENT = {
     # Then the other feedback modes (3 seeds) and families (seed 0) of `bll`.
     "methods": ("bp", "bll", "drtp", "local", "authors+fixes", "bll-direct",
                 "bll-bootstrapped", "bll-bernoulli", "bll-categorical",
-                "bll-learned-variance"),
+                "bll-learned-variance", "bll-calibrated"),
     "notes": """
 **Reading it.** Every row has 3 seeds (about 4 minutes a run here). The
 feedback mode hardly moves the network's accuracy: chained (the default)
