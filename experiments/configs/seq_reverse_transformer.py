@@ -32,9 +32,10 @@ method but `drtp` is within 0.2 points of 1.0, so the sort table, where
 nothing has saturated, separates the methods better.
 
 The variant rows (3 seeds each). The discrete families learn the first two
-blocks fastest (1.000 per token at step 64 in every seed, where the
-Gaussian default has 0.73-0.93 and 0.36-0.76) but their third block and
-output lag (0.18-0.30 and 0.09-0.12 at step 64), and they end behind:
+blocks fastest (per token at step 64: block 1 at 1.000 in every seed and
+block 2 at 0.96-0.99, where the Gaussian default has 0.73-0.93 and
+0.36-0.76) but their third block and output lag (0.18-0.30 and 0.09-0.12
+at step 64), and they end behind:
 Categorical 0.936 +- 0.010 exact match, Bernoulli 0.662 +- 0.079. Direct
 feedback equals `drtp` to three decimals (0.9017 against 0.9020, the same
 per-block accuracies; on sorting 0.0033 against 0.0030): `drtp` is
