@@ -25,6 +25,9 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "triangular")
 RECIPES = ("", "authors")
 TEMPERATURE_CALIBRATIONS = ("none", "init")
+# `--dataset.eval-split validation` on an in-memory classification dataset:
+# this fraction of its training examples is held out and evaluated on.
+VALIDATION_FRACTION = 0.1
 STEP_MODES = ("fused", "per_block")
 PIPELINES = ("auto", "mpmd", "spmd")
 
@@ -220,10 +223,6 @@ def load_dataset(config):
                "num_symbols": int(config.dataset.num_symbols),
                "train_size": int(config.dataset.train_size),
                "eval_split": config.dataset.eval_split}
-  elif config.dataset.eval_split != "test":
-    raise ValueError(f"dataset.eval_split {config.dataset.eval_split!r} is "
-                     "for the generated sequence tasks (reverse, sort, copy); "
-                     f"{config.dataset.name} is evaluated on its test set")
   elif config.dataset.name == "imagenet2012":
     options = {"image_size": int(config.dataset.image_size)}
     if config.dataset.progressive:
@@ -231,6 +230,16 @@ def load_dataset(config):
   dataset = data_lib.load(config.dataset.name,
                           data_dir=config.dataset.data_dir or None,
                           source=config.dataset.source, **options)
+  if config.dataset.eval_split not in ("test", "validation"):
+    raise ValueError("dataset.eval_split must be one of ['test', "
+                     f"'validation'], got {config.dataset.eval_split!r}")
+  if config.dataset.eval_split == "validation" and "eval_split" not in options:
+    if not hasattr(dataset, "validation_split"):
+      raise ValueError("dataset.eval_split 'validation' holds out training "
+                       "examples of an in-memory dataset (mnist1d, idx "
+                       f"files, sequences), not {config.dataset.name!r} "
+                       "from tfds")
+    dataset = dataset.validation_split(VALIDATION_FRACTION)
   if int(config.dataset.train_examples):
     if not hasattr(dataset, "subset"):
       raise ValueError("dataset.train_examples needs an in-memory dataset "

@@ -400,12 +400,54 @@ def test_sequence_validation_set_is_fixed_and_apart_from_test_and_training():
     data.load("sort", eval_split="train")
 
 
-def test_eval_split_is_refused_for_datasets_without_one():
+def _in_memory(train_size=50, test_size=7):
+  """An ArrayDataset whose inputs name their rows: train i -> i, test -> -i."""
+  info = base.DatasetInfo("mnist1d", "classification", 3, (1,), "float32",
+                          train_size, test_size)
+  train = {"inputs": np.arange(train_size, dtype=np.float32)[:, None],
+           "labels": np.arange(train_size, dtype=np.int32) % 3}
+  test = {"inputs": -1 - np.arange(test_size, dtype=np.float32)[:, None],
+          "labels": np.zeros(test_size, np.int32)}
+  return base.ArrayDataset(info, train, test)
+
+
+def test_validation_split_holds_out_a_fixed_tenth_of_training():
+  full = _in_memory()
+  split = full.validation_split(0.1)
+  again = _in_memory().validation_split(0.1)
+  assert (split.info.train_size, split.info.test_size) == (45, 5)
+  held_out = [int(v) for b in split.test_batches(5) for v in b["inputs"][:, 0]]
+  _assert_same_batches(list(again.test_batches(5)), list(split.test_batches(5)))
+  trained = {int(v) for epoch in range(3) for b in
+             split.train_batches(5, seed=0, epoch=epoch)
+             for v in b["inputs"][:, 0]}
+  # Held out: training rows only, never trained on; together all 50 rows.
+  assert min(held_out) >= 0 and not set(held_out) & trained
+  assert sorted(set(held_out) | trained) == list(range(50))
+  # Not the rows subset() keeps first (seed 0), and not the test set.
+  assert held_out != sorted(np.random.default_rng(0).permutation(50)[:5])
+  for fraction in (0.0, 1.0, 0.001):
+    with pytest.raises(ValueError, match="fraction must hold out between 1 "
+                       "and 49 of the 50 training examples"):
+      full.validation_split(fraction)
+
+
+def test_the_config_evaluates_mnist1d_on_held_out_training_examples():
   from bll_jax import configs
   from bll_jax import experiment
   config = configs.get_config("mnist1d")
+  test = experiment.load_dataset(config)
   config.dataset.eval_split = "validation"
-  with pytest.raises(ValueError, match="is for the generated sequence tasks"):
+  validation = experiment.load_dataset(config)
+  assert validation.info.test_size == round(
+      experiment.VALIDATION_FRACTION * test.info.train_size)
+  assert (validation.info.train_size + validation.info.test_size
+          == test.info.train_size)
+  config.dataset.train_examples = 1000        # then a subset of the rest
+  assert experiment.load_dataset(config).info.train_size == 1000
+  config.dataset.eval_split = "train"
+  with pytest.raises(ValueError, match="eval_split must be one of "
+                     r"\['test', 'validation'\], got 'train'"):
     experiment.load_dataset(config)
 
 

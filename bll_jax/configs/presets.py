@@ -23,7 +23,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.length = 16         # sequence tasks: source length L
   c.dataset.num_symbols = 16    # sequence tasks: symbols (vocabulary - 2)
   c.dataset.train_size = 65536  # sequence tasks: examples per epoch
-  c.dataset.eval_split = "test"  # sequence tasks: test | validation (held-out sequences to choose settings on)
+  c.dataset.eval_split = "test"  # test | validation: evaluate on held-out data to choose settings on (sequences: their own stream; in-memory datasets: a tenth of the training examples, not trained on)
   c.dataset.train_examples = 0  # > 0: a fixed random subset of the training set
   c.dataset.image_size = 224    # imagenet2012: crop size
   c.dataset.progressive = ()    # imagenet2012: (min_res, max_res, start, end epoch)

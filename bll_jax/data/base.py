@@ -172,6 +172,27 @@ class ArrayDataset(Dataset):
     info = dataclasses.replace(self.info, train_size=int(train_size))
     return ArrayDataset(info, take(self._train, keep), self._test)
 
+  def validation_split(self, fraction: float = 0.1) -> "ArrayDataset":
+    """Training on all but a fixed random `fraction` of the training
+    examples, evaluated on that held-out part instead of the test set.
+
+    The held-out examples are drawn with seed 1 (seed 0 draws `subset`'s),
+    the same for every run, so settings chosen on them never see the test
+    set. `info.test_size` becomes the number held out.
+    """
+    held_out = int(round(fraction * self.info.train_size))
+    if not (0 < fraction < 1 and 0 < held_out < self.info.train_size):
+      raise ValueError(f"fraction must hold out between 1 and "
+                       f"{self.info.train_size - 1} of the "
+                       f"{self.info.train_size} training examples of "
+                       f"{self.info.name!r}, got {fraction!r}")
+    order = np.random.default_rng(1).permutation(self.info.train_size)
+    validation, keep = np.sort(order[:held_out]), np.sort(order[held_out:])
+    info = dataclasses.replace(self.info, train_size=len(keep),
+                               test_size=held_out)
+    return ArrayDataset(info, take(self._train, keep),
+                        take(self._train, validation))
+
   def _train_batches(self, batch_size, *, seed, epoch, start_step, shard):
     order = epoch_permutation(seed, epoch, self.info.train_size)
     for step in range(start_step, self.info.train_size // batch_size):
