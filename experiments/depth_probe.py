@@ -14,9 +14,9 @@ Transformer in 4 blocks) with its own sync step and, at step 0 and after
 * its local loss `L_k = -log q(y | eta_k, eta_fb)` at the run's temperature,
   against `log C`, the loss of a uniform guess over the `C` classes.
 
-The class scores are inner products of `eta_k` with the feedback, so their
-spread, and the loss of a confident wrong guess, grows with the product of
-the two sizes.
+The class scores compare `eta_k` with the feedback (for the Gaussian their
+class-dependent part is `(2 mu . mu_y - |mu_y|^2) / 4v`), so their spread,
+and the loss of a confident wrong guess, grows with the two sizes.
 """
 
 from __future__ import annotations

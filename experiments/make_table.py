@@ -163,7 +163,11 @@ def targets(results: str) -> list[str]:
             "the Fashion-MNIST MLP the depth ablation's temperature and "
             "decorrelation rows; on ResNet-18 the grid ablation, which "
             "shows what closed most of the gap to `bp`; on the sequence "
-            "tasks the notes under their tables and the sorting ablation."]
+            "tasks the notes under their tables and the sorting ablation. "
+            "The `bll-calibrated` rows (a temperature per block, set from "
+            "its scores' spread at init) are `bll` without the one tuned "
+            "temperature; the calibration ablations below show where they "
+            "help and where they do not."]
   return lines + [""]
 
 

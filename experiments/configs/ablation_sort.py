@@ -47,14 +47,19 @@ experiments/depth_probe.py [-- --temperature 5]`, seed 0, one batch of
 the RMS of the hidden blocks' natural parameters grows with depth (1.25,
 1.93, 2.60: the pre-LN residual stream is a sum that grows layer by
 layer), and so does the RMS of their feedback (0.49, 0.71, 1.02: the
-chained feedback is largest next to the output). The class scores are
-inner products of the two, and the initial local losses, 6.4, 15.8 and
+chained feedback is largest next to the output). The class scores compare
+the two (for the Gaussian their class-dependent part is
+`(2 mu . mu_y - |mu_y|^2) / 4v`, mostly the product), and the initial local losses, 6.4, 15.8 and
 31.3 nats, grow with the product of the two sizes (0.62, 1.38, 2.64).
 Temperature 5 divides them down to 3.1, 4.0 and 6.7 nats; after 32 steps
 the losses are 1.03, 2.10, 4.59 at temperature 1 against 1.03, 1.18, 1.47
-at 5. A per-block temperature proportional to that product (scores that do
-not depend on the activations' scale) would do the same without a tuned
-constant; it is not built.
+at 5. Calibrating each block's temperature to the spread of its own scores at
+initialisation (`--temperature-calibration init`, `bll_jax.calibration`;
+here T_k = 3.3, 7.2, 15.2 for seed 0) does the same without a tuned
+constant: initial losses 3.37, 3.43, 3.40 nats, and 0.97, 1.17, 1.39
+after 32 steps (`experiments/results/depth_probe/sort_calibrated.json`).
+Its runs are the `bll-calibrated` rows of the sort table: exact match
+0.291 +- 0.027 over 3 seeds, between temperature 3 (0.236) and 5 (0.342).
 
 Decorrelation 1 and the `both` feedback loss (0.024 and 0.026 over 3
 seeds) do not move the default, and decorrelation added to temperature 3
