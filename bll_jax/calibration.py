@@ -17,8 +17,8 @@ measures each block's spread once, at initialisation, and divides it out:
    \qquad T_k = T \sigma_k,
 
 where `s_k(x, y)` are block `k`'s scores at temperature 1 (the logits of
-:func:`bll_jax.losses.local_logits`, divided by the block's positions when
-they are averaged, as in its loss), `w_n` the example (or token) weights of
+:func:`bll_jax.losses.local_logits`, divided by the block's positions, or
+grid cells, when they are averaged, as in its loss), `w_n` the example (or token) weights of
 one training batch, and `T` the run's temperature, now dimensionless: at
 initialisation every block's scores `s_k / T_k` have standard deviation
 `1 / T` over classes, whatever the block's scale. The `T_k` stay fixed for
@@ -67,7 +67,8 @@ def score_spread(family, eta_fwd, eta_fb, weights, *, position_scale=1,
 
 
 def score_spreads(engine, state, batch, key) -> tuple[float, ...]:
-  """`sigma_k` of every hidden block of `engine` at `state`, on `batch`.
+  """`sigma_k` of every hidden block of `engine` at `state`, on `batch`
+  (errors name blocks from 1, the first hidden block).
 
   Args:
     engine: a :class:`bll_jax.step.Engine` with a feedback network.
@@ -81,8 +82,10 @@ def score_spreads(engine, state, batch, key) -> tuple[float, ...]:
   """
   if engine.feedback is None or not engine.latents:
     raise ValueError("temperature calibration needs hidden blocks with "
-                     "feedback (block-local learning), not method "
-                     f"{engine.method!r}")
+                     f"feedback; this engine ({engine.method!r}) has "
+                     f"{len(engine.latents)} hidden blocks and "
+                     f"{'no' if engine.feedback is None else 'a'} feedback "
+                     "network")
   etas = engine.forward_train(state, batch["inputs"], key)
   fb = engine.feedback_forward(state.feedback.params, etas)
   spreads = []

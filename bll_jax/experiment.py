@@ -66,6 +66,8 @@ def check(config: ml_collections.ConfigDict) -> None:
   _one_of("optimizer", config.optimizer, OPTIMIZERS)
   _one_of("lr_schedule", config.lr_schedule, LR_SCHEDULES)
   _one_of("recipe", config.recipe, RECIPES)
+  _one_of("dataset.eval_split", config.dataset.eval_split,
+          ("test", "validation"))
   _one_of("temperature_calibration", config.temperature_calibration,
           TEMPERATURE_CALIBRATIONS)
   if config.temperature_calibration != "none" and (
@@ -230,15 +232,11 @@ def load_dataset(config):
   dataset = data_lib.load(config.dataset.name,
                           data_dir=config.dataset.data_dir or None,
                           source=config.dataset.source, **options)
-  if config.dataset.eval_split not in ("test", "validation"):
-    raise ValueError("dataset.eval_split must be one of ['test', "
-                     f"'validation'], got {config.dataset.eval_split!r}")
   if config.dataset.eval_split == "validation" and "eval_split" not in options:
     if not hasattr(dataset, "validation_split"):
       raise ValueError("dataset.eval_split 'validation' holds out training "
                        "examples of an in-memory dataset (mnist1d, idx "
-                       f"files, sequences), not {config.dataset.name!r} "
-                       "from tfds")
+                       f"files), not {config.dataset.name!r} from tfds")
     dataset = dataset.validation_split(VALIDATION_FRACTION)
   if int(config.dataset.train_examples):
     if not hasattr(dataset, "subset"):

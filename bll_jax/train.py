@@ -86,26 +86,37 @@ def prepare(config) -> Run:
       total = min(total, int(resolved.steps))
     engine = experiment.make_engine(resolved, dataset.info, steps_per_epoch,
                                     total)
+    mesh, parallel, pipeline = _parallel(resolved, engine)   # all checked
     if resolved.temperature_calibration == "init":
       engine = experiment.make_engine(
           resolved, dataset.info, steps_per_epoch, total,
-          temperature=_calibrated_temperatures(resolved, dataset, engine))
-    mesh, parallel, pipeline = _parallel(resolved, engine)
+          temperature=_calibrated_temperatures(
+              resolved, dataset, engine, int(mesh.shape["data"])))
+      mesh, parallel, pipeline = _parallel(resolved, engine)
   except (ValueError, FileNotFoundError, ImportError) as e:
     raise ConfigError(str(e).splitlines()[0] if str(e) else repr(e)) from e
   return Run(resolved, dataset, engine, steps_per_epoch, total, mesh,
              parallel, pipeline)
 
 
-def _calibrated_temperatures(config, dataset, engine) -> tuple[float, ...]:
-  """Each hidden block's `T_k`, measured at the run's own initial state on
-  its first training batch (:mod:`bll_jax.calibration`)."""
+def _calibrated_temperatures(config, dataset, engine, data_replicas: int = 1
+                             ) -> tuple[float, ...]:
+  """Each hidden block's `T_k` (:mod:`bll_jax.calibration`), measured at
+  the run's own initial state and step-0 key, on the first replica's share
+  of its first training batch (one device holds that much in training).
+
+  Deterministic in the seed, so every process, and a resumed run, computes
+  the same values; the summary records them.
+  """
   from bll_jax import calibration
   seed = int(config.seed)
   batch = calibration.first_batch(dataset, int(config.batch_size), seed)
+  share = int(config.batch_size) // data_replicas
+  batch = {name: value[:share] for name, value in batch.items()}
   state = engine.init(jax.random.key(seed), batch["inputs"])
+  key = _step_key(jax.random.fold_in(jax.random.key(seed), 1), 0)
   return calibration.calibrated_temperatures(
-      engine, state, batch, jax.random.key(seed), float(config.temperature))
+      engine, state, batch, key, float(config.temperature))
 
 
 def _parallel(config, engine):

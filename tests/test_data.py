@@ -448,7 +448,7 @@ def test_the_config_evaluates_mnist1d_on_held_out_training_examples():
   config.dataset.eval_split = "train"
   with pytest.raises(ValueError, match="eval_split must be one of "
                      r"\['test', 'validation'\], got 'train'"):
-    experiment.load_dataset(config)
+    experiment.check(config)
 
 
 # ----------------------------------------------------------------- load()

@@ -266,6 +266,17 @@ def test_bad_meshes_give_one_line_errors():
     assert "\n" not in str(info.value)
   cnn = _engine(CNN, shape=(10,))           # middle convs differ in stride
   assert spmd.homogeneous_middle(cnn) == ()
+  # Equal layers but per-block temperatures that differ in the middle: one
+  # vmapped loss cannot hold them, so no stack (pipeline auto takes MPMD).
+  edges = blocks.boundaries(len(STACK), 6, STACK_CUTS)
+  for temperatures, middle in [((1.0, 2.0, 2.0, 2.0, 2.0), (1, 2, 3, 4)),
+                               ((1.0, 0.3, 3.0, 10.0, 0.5), ())]:
+    calibrated = step.Engine(
+        STACK, edges, [blocks.Latent(families.Gaussian())] * 5, method="bll",
+        feedback_mode="chained", num_classes=NUM_CLASSES, input_shape=(12,),
+        input_dtype=jnp.float32, tx=optax.adam(1e-2),
+        objective=step.Objective(temperature=temperatures))
+    assert spmd.homogeneous_middle(calibrated) == middle
   with pytest.raises(ValueError, match="identical middle blocks"):
     spmd.StackedPipeline(cnn, _mesh("block=2", cnn))
   with pytest.raises(ValueError, match="does not support feedback "

@@ -47,16 +47,25 @@ sg = jax.lax.stop_gradient
 
 
 def homogeneous_middle(engine: step_lib.Engine) -> tuple[int, ...]:
-  """The middle blocks `1..N-2` if they are identical, else `()`."""
+  """The middle blocks `1..N-2` if they are identical, else `()`.
+
+  Identical includes the loss: per-block temperatures
+  (`Objective.temperature` as a tuple) must agree on the middle blocks,
+  since one vmapped program computes all their losses.
+  """
   middle = tuple(range(1, engine.num_blocks - 1))
   if len(middle) < 2:
     return ()
   first = engine.blocks[middle[0]]
   shapes = engine.eta_shapes
+  temperature = engine.objective.temperature
+  temperatures = (temperature if isinstance(temperature, tuple)
+                  else (temperature,) * len(engine.latents))
   same = all(
       engine.blocks[k].units == first.units
       and engine.blocks[k].activations == first.activations
       and engine.latents[k] == engine.latents[middle[0]]
+      and temperatures[k] == temperatures[middle[0]]
       and shapes[k] == shapes[middle[0]] for k in middle)
   # Input of each middle block = output of the one before: equal shapes.
   return middle if same and shapes[0] == shapes[middle[0]] else ()
