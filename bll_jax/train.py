@@ -4,7 +4,9 @@ In the manner of the Flax examples, this module is a library (the command
 line is :mod:`bll_jax.cli`; `python -m bll_jax.train` runs it). A run:
 
 1. checks the config and loads the data (one-line errors, nothing compiled);
-2. builds the engine (blocks, feedback, one optax state per block) and
+2. builds the engine (blocks, feedback, one optax state per block; with
+   `temperature_calibration="init"` one forward measures each block's
+   temperature, after every check has passed) and
    restores the latest checkpoint with `resume=True`;
 3. trains epoch by epoch with a progress bar; every `log_every_steps` the
    step metrics come to the host, are checked for NaN/inf (training stops
