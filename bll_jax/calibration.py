@@ -2,8 +2,9 @@ r"""Per-block temperatures that make the local losses scale-free at init.
 
 A hidden block's class scores compare its natural parameters with the
 feedback's (for the fixed-variance Gaussian, minus the squared distance of
-their means), so their spread over classes grows with the size of both. In a deep network both grow with depth (a residual stream adds up
-layer by layer, chained feedback is largest next to the output), and the
+their means), so their spread over classes grows with the size of both. In
+a deep network both grow with depth (a residual stream adds up layer by
+layer, chained feedback is largest next to the output), and the
 deeper blocks start out confidently wrong: `experiments/depth_probe.py`
 measures initial local losses of 6.4, 15.8 and 31.3 nats for the three
 hidden blocks of the sorting Transformer, where a uniform guess scores 2.9.
@@ -18,8 +19,9 @@ measures each block's spread once, at initialisation, and divides it out:
 
 where `s_k(x, y)` are block `k`'s scores at temperature 1 (the logits of
 :func:`bll_jax.losses.local_logits`, divided by the block's positions, or
-grid cells, when they are averaged, as in its loss), `w_n` the example (or token) weights of
-one training batch, and `T` the run's temperature, now dimensionless: at
+grid cells, when they are averaged, as in its loss), `w_n` the example (or
+token) weights of one training batch, and `T` the run's temperature, now
+dimensionless: at
 initialisation every block's scores `s_k / T_k` have standard deviation
 `1 / T` over classes, whatever the block's scale. The `T_k` stay fixed for
 the whole run (they are static in the compiled steps).
@@ -29,9 +31,7 @@ from __future__ import annotations
 
 import math
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 
 from bll_jax import losses
 
@@ -109,6 +109,6 @@ def calibrated_temperatures(engine, state, batch, key,
 
 
 def first_batch(dataset, batch_size: int, seed: int):
-  """Batch 0 of epoch 0: what a run of `seed` trains on first."""
-  batch = next(iter(dataset.train_batches(batch_size, seed=seed, epoch=0)))
-  return jax.tree.map(np.asarray, batch)
+  """Batch 0 of epoch 0 (numpy arrays): what a run of `seed` trains on
+  first."""
+  return next(iter(dataset.train_batches(batch_size, seed=seed, epoch=0)))

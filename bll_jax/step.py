@@ -330,13 +330,15 @@ class Engine:
       loss = loss + self.objective.decorrelation * decor
     return loss, metrics
 
+  def block_temperature(self, k) -> float:
+    """Hidden block `k`'s `T`: the objective's one value or its `k`th."""
+    temperature = self.objective.temperature
+    return temperature[k] if isinstance(temperature, tuple) else temperature
+
   def _temperature(self, k, eta):
     """Block `k`'s score temperature: its `T` (times its positions, or its
     grid cells, if averaged)."""
-    temperature = self.objective.temperature
-    if isinstance(temperature, tuple):
-      temperature = temperature[k]
-    return temperature * self.position_scale(k, eta)
+    return self.block_temperature(k) * self.position_scale(k, eta)
 
   def position_scale(self, k, eta) -> int:
     """What block `k`'s summed scores are divided by besides `T`: its

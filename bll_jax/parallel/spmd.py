@@ -58,14 +58,11 @@ def homogeneous_middle(engine: step_lib.Engine) -> tuple[int, ...]:
     return ()
   first = engine.blocks[middle[0]]
   shapes = engine.eta_shapes
-  temperature = engine.objective.temperature
-  temperatures = (temperature if isinstance(temperature, tuple)
-                  else (temperature,) * len(engine.latents))
   same = all(
       engine.blocks[k].units == first.units
       and engine.blocks[k].activations == first.activations
       and engine.latents[k] == engine.latents[middle[0]]
-      and temperatures[k] == temperatures[middle[0]]
+      and engine.block_temperature(k) == engine.block_temperature(middle[0])
       and shapes[k] == shapes[middle[0]] for k in middle)
   # Input of each middle block = output of the one before: equal shapes.
   return middle if same and shapes[0] == shapes[middle[0]] else ()
