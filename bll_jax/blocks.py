@@ -16,15 +16,14 @@ the boundary. The output block returns the logits. See `docs/engine.md`.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from bll_jax import families as families_lib
+from bll_jax import pooling
 from bll_jax.models import base
 
 Array = jax.Array
@@ -59,7 +58,7 @@ class Latent:
       (for a fixed-variance Gaussian, the nearest-prototype classifier on the
       globally pooled map); `g > 0` averages the natural parameters over
       `g` cells per position axis (adaptive average pooling,
-      :func:`grid_pool`) and flattens them, so the feedback has a vector per
+      :func:`bll_jax.pooling.grid_pool`) and flattens them, so the feedback has a vector per
       cell: `g = 1` is global pooling, `g = 2` or `4` keeps where on the map
       the evidence lies. With `readout="linear"`, the auxiliary head reads
       the map pooled to the same grid (0 and 1: global pooling). The block
@@ -133,8 +132,8 @@ class Block(nn.Module):
     n = self.unit_position_ndim
     if self.latent.readout == "linear":
       features = act(pre)
-      pooled = flatten_cells(grid_pool(features, n, max(self.latent.grid, 1)),
-                             n)
+      pooled = pooling.flatten_cells(
+          pooling.grid_pool(features, n, max(self.latent.grid, 1)), n)
       raw = nn.Dense(self.latent.readout_features * family.params_per_unit,
                      name="readout")(pooled)
       return family.natural_from_raw(raw), features
@@ -150,60 +149,9 @@ class Block(nn.Module):
       z = family.expectation(eta)
     h_out = z if post else act(z)
     if self.latent.grid and n:
-      eta = flatten_cells(grid_pool(eta, n, self.latent.grid), n,
-                          family.params_per_unit)
+      eta = pooling.flatten_cells(pooling.grid_pool(eta, n, self.latent.grid),
+                                  n, family.params_per_unit)
     return eta, h_out
-
-
-def _cell_weights(length: int, cells: int) -> np.ndarray:
-  """`[cells, length]`: row `i` averages positions
-  `[floor(i L / g), ceil((i + 1) L / g))` (adaptive average pooling)."""
-  weights = np.zeros((cells, length))
-  for i in range(cells):
-    start, stop = (i * length) // cells, -((-(i + 1) * length) // cells)
-    weights[i, start:stop] = 1.0 / (stop - start)
-  return weights
-
-
-def grid_pool(x: Array, position_ndim: int, grid: int) -> Array:
-  """Adaptive average pooling of the position axes to `grid` cells each.
-
-  `x` is `[B..., S_1, ..., S_n, P]` with `n = position_ndim`; returns
-  `[B..., g, ..., g, P]`. A cell averages the positions
-  `[floor(i S / g), ceil((i + 1) S / g))` along each axis, so cells overlap
-  by one position where `g` does not divide `S` (as PyTorch's
-  `AdaptiveAvgPool`). `grid = 1` is the global mean.
-
-  Raises:
-    ValueError: `grid` larger than a position axis.
-  """
-  axes = range(x.ndim - 1 - position_ndim, x.ndim - 1)
-  if grid == 1:                  # the global mean, as the engine had before
-    return jnp.mean(x, axis=tuple(axes), keepdims=True)
-  for axis in axes:
-    if x.shape[axis] < grid:
-      raise ValueError(f"grid={grid} needs position axes of at least {grid} "
-                       f"positions, got shape {x.shape}")
-    weights = jnp.asarray(_cell_weights(x.shape[axis], grid), x.dtype)
-    x = jnp.moveaxis(jnp.tensordot(x, weights, axes=([axis], [1])), -1, axis)
-  return x
-
-
-def flatten_cells(x: Array, position_ndim: int,
-                  params_per_unit: int = 1) -> Array:
-  """`[B..., cells..., P] -> [B..., params_per_unit * cells * D]`.
-
-  Keeps a family's layout of the last axis: for `params_per_unit = 2`
-  (`[eta1 | eta2]`, `P = 2 D`) the result is `[eta1 of every cell | eta2 of
-  every cell]`; Categorical groups stay contiguous.
-  """
-  if not position_ndim:
-    return x
-  batch = x.shape[:x.ndim - 1 - position_ndim]
-  cells = math.prod(x.shape[x.ndim - 1 - position_ndim:x.ndim - 1])
-  p = params_per_unit
-  x = x.reshape(batch + (cells, p, x.shape[-1] // p))
-  return jnp.swapaxes(x, -3, -2).reshape(batch + (-1,))
 
 
 def boundaries(num_units: int, blocks: int | None = None,

@@ -71,7 +71,7 @@ def score_spreads(engine, state, batch, key) -> tuple[float, ...]:
   (errors name blocks from 1, the first hidden block).
 
   Args:
-    engine: a :class:`bll_jax.step.Engine` with a feedback network.
+    engine: a :class:`bll_jax.engine.Engine` with a feedback network.
     state: its `TrainState` (e.g. fresh from `engine.init`).
     batch: `{"inputs", "labels", "weights"}`, one training batch.
     key: the forward's key (dropout, sampled latents).

@@ -221,6 +221,34 @@ class Family(abc.ABC):
                  else eta_classes[:, None])
     return jnp.sum(self._log_agreement(eta[:, :, None, :], per_class), 1)
 
+  # ---------------------------- unchecked forms, for bll_jax.losses
+
+  def summed_scores(self, eta: Array, eta_classes: Array) -> Array:
+    """Class scores summed over positions, without argument checks.
+
+    The scoring core of :func:`bll_jax.losses.local_logits` and
+    :func:`bll_jax.losses.local_loss`, which check and flatten their
+    arguments first (:meth:`class_scores` is the checked form).
+
+    Args:
+      eta: `[N, S, P]`: `N` examples, `S` positions per example whose units
+        share a class's parameters (1 for a plain vector).
+      eta_classes: `[K, P]` shared by all examples, or `[N, K, P]` per
+        example.
+
+    Returns:
+      `[N, K]`: `sum_s log_agreement(eta[n, s], eta_classes[(n,) k])`.
+    """
+    return self._scores(eta, eta_classes)
+
+  def raw_log_agreement(self, eta_a: Array, eta_b: Array) -> Array:
+    """:meth:`log_agreement` without argument checks (broadcasting)."""
+    return self._log_agreement(eta_a, eta_b)
+
+  def raw_cross_entropy(self, eta_p: Array, eta_q: Array) -> Array:
+    """:meth:`cross_entropy` without argument checks (broadcasting)."""
+    return self._cross_entropy(eta_p, eta_q)
+
   def natural_from_raw(self, raw) -> Array:
     """Maps unconstrained network outputs to valid natural parameters.
 

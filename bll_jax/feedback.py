@@ -14,10 +14,13 @@ own family. It never uses the forward weights (no weight transport). Modes:
   block sits the output block, with `a = logits` and `b = s onehot(y)`. The
   result is per example: `[batch, C, P_k]`.
 * `random`: `direct` with a fixed random table, never trained (DRTP-like).
-* `onehot`: `b_k(y) = s onehot(y)`, fixed (greedy local classifiers, with a
-  Categorical latent whose states are the classes).
+* `onehot`: `b_k(y) = s onehot(y)`, fixed: the `[C, C]` matrix `s I`,
+  which needs a latent of exactly `C` natural parameters (greedy local
+  classifiers: a Categorical latent whose states are the classes, read out
+  by a linear head with `C` units, as `--method local` sets up).
 
-Every output passes through the family's `natural_from_raw` link.
+The outputs of the learned and random tables pass through the family's
+`natural_from_raw` link; the `onehot` table is used as it is.
 """
 
 from __future__ import annotations
@@ -54,6 +57,18 @@ class Feedback(nn.Module):
   sizes: tuple[int, ...]
   init_scale: float = 1.0
   onehot_scale: float = 30.0
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.mode not in MODES:
+      raise ValueError(f"feedback must be one of {MODES}, got {self.mode!r}")
+    c = self.num_classes
+    if self.mode == "onehot" and any(size != c for size in self.sizes):
+      raise ValueError(
+          f"feedback 'onehot' is s * I over the {c} classes: every hidden "
+          f"block needs {c} natural parameters, got {list(self.sizes)} (use "
+          "readout 'linear' with readout_features = the classes, as method "
+          "local does)")
 
   @nn.compact
   def __call__(self, above: tuple[Array, ...] | None = None
@@ -98,16 +113,3 @@ class Feedback(nn.Module):
         b_above = out[k]
       return tuple(out)
     raise ValueError(f"feedback must be one of {MODES}, got {self.mode!r}")
-
-
-def pool_positions(eta: Array, position_ndim: int) -> Array:
-  """Means natural parameters over their position axes: `[B, ..., P] -> [B, P]`.
-
-  `blocks.grid_pool` with one cell, the position axes dropped.
-  """
-  if not position_ndim:
-    return eta
-  pooled = blocks_lib.grid_pool(eta, position_ndim, 1)
-  return pooled.reshape(eta.shape[:eta.ndim - 1 - position_ndim] +
-                        eta.shape[-1:])
-

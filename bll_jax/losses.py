@@ -113,7 +113,8 @@ def _chunks(eta_fb, chunk_size):
 def _scores_logsumexp(family, flat, eta_fb, temperature, chunk_size):
   """`logsumexp_c score(c) / T` for flat `[N, S, P]` forward parameters."""
   if chunk_size is None or chunk_size >= eta_fb.shape[-2]:
-    return jax.nn.logsumexp(family._scores(flat, eta_fb) / temperature, -1)
+    return jax.nn.logsumexp(family.summed_scores(flat, eta_fb) / temperature,
+                            -1)
 
   fb_chunks, valid = _chunks(eta_fb, chunk_size)
 
@@ -122,7 +123,7 @@ def _scores_logsumexp(family, flat, eta_fb, temperature, chunk_size):
   @jax.checkpoint
   def chunk_lse(args):
     fb_c, valid_c = args
-    scores = family._scores(flat, fb_c) / temperature
+    scores = family.summed_scores(flat, fb_c) / temperature
     return jax.nn.logsumexp(jnp.where(valid_c, scores, -jnp.inf), -1)
 
   return jax.nn.logsumexp(jax.lax.map(chunk_lse, (fb_chunks, valid)), 0)
@@ -190,10 +191,10 @@ def local_logits(family: FamilyLike, eta_fwd, eta_fb, *,
   _check_chunk_size(chunk_size)
   num_classes = eta_fb.shape[-2]
   if chunk_size is None or chunk_size >= num_classes:
-    scores = family._scores(flat, eta_fb)
+    scores = family.summed_scores(flat, eta_fb)
   else:
     fb_chunks, _ = _chunks(eta_fb, chunk_size)
-    per_chunk = jax.lax.map(lambda fb_c: family._scores(flat, fb_c),
+    per_chunk = jax.lax.map(lambda fb_c: family.summed_scores(flat, fb_c),
                             fb_chunks)                       # [n, N, chunk]
     scores = jnp.moveaxis(per_chunk, 0, 1).reshape(flat.shape[0], -1)
     scores = scores[:, :num_classes]
@@ -204,7 +205,7 @@ def _neg_log_q(family, flat, eta_fb, labels, batch_shape, temperature,
                chunk_size):
   """`-log q(labels | alpha)` without stop-gradients; arguments checked."""
   own = _label_rows(eta_fb, labels)[:, None, :]               # [N, 1, P]
-  score_y = jnp.sum(family._log_agreement(flat, own), 1) / temperature
+  score_y = jnp.sum(family.raw_log_agreement(flat, own), 1) / temperature
   lse = _scores_logsumexp(family, flat, eta_fb, temperature, chunk_size)
   return (lse - score_y).reshape(batch_shape)
 
@@ -335,7 +336,7 @@ def feedback_ml_loss(family: FamilyLike, eta_fwd, eta_fb, labels, *,
   family, flat, eta_fb, labels, batch_shape = _check_local_args(
       family, eta_fwd, eta_fb, labels, position_ndim)
   own = _label_rows(eta_fb, labels)[:, None, :]
-  ce = family._cross_entropy(jax.lax.stop_gradient(flat), own)   # [N, S]
+  ce = family.raw_cross_entropy(jax.lax.stop_gradient(flat), own)   # [N, S]
   return jnp.sum(ce, 1).reshape(batch_shape)
 
 

@@ -21,7 +21,7 @@ def build(model_config, num_classes: int, input_shape: tuple[int, ...]
 
   Args:
     model_config: a ConfigDict (or any object with attributes) with `name`
-      and that model's fields (see `bll_jax/configs/presets.py`).
+      and that model's fields (see `bll_jax.config.schema`).
     num_classes: classes, or the vocabulary size for token targets.
     input_shape: one example's shape: `(L,)` signals or tokens, `(H, W, C)`
       images.

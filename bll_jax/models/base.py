@@ -5,10 +5,17 @@ Every model in `bll_jax.models` is a :class:`LayerStack`: units `u_1..u_n`
 
     h_i = act_i(u_i(h_{i-1}; train)),   h_0 = x,   logits = u_n(h_{n-1}).
 
-A cut between units is a block boundary. At a boundary the engine reads the
-unit's *pre-activation* `u_i(h_{i-1})` as the natural parameters `a_k` of the
-block's latent and passes on `act_i(mu(a_k))` (`docs/engine.md`); for a
-Gaussian latent of unit variance this is exactly the plain network.
+A cut between units is a block boundary. Where the engine reads the natural
+parameters `a_k` of the block's latent depends on the latent's family
+(:class:`bll_jax.blocks.Latent`, `boundary`; `docs/engine.md`):
+
+* Gaussian latents ("post"): `a_k = act_i(u_i(h_{i-1}))`, the unit's output
+  after its activation, and the block passes on `mu(a_k)`; for a
+  unit-variance Gaussian `mu(a) = a`, so the blocks compose to exactly the
+  plain network;
+* Bernoulli and Categorical latents ("pre"): `a_k = u_i(h_{i-1})`, the
+  pre-activation, and the block passes on `act_i(mu(a_k))` (the sigmoid or
+  softmax mean takes the place of the activation's input).
 """
 
 from __future__ import annotations

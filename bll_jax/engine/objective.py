@@ -1,0 +1,219 @@
+r"""What each block learns from: the loss settings and the loss recipes.
+
+A block's loss is computed by a *recipe* (:class:`LossRecipe`), an object
+handed to the engine. :class:`BlockLocalLosses`, the default, is the
+formulation of `docs/theory.md`:
+
+* hidden block `k` (gradient to its own parameters only):
+
+  .. math::
+
+     L_k = -\log q(y \mid \alpha_k)
+         = -\log \operatorname{softmax}_y \tfrac{1}{T_k}
+           \big[A(a_k + b_k(y)) - A(b_k(y))\big]
+           \;(+\ \lambda\, L^{decor}_k),
+
+  :func:`bll_jax.losses.local_loss`, with `T_k` the block's temperature
+  times its positions when their scores are averaged;
+* the output block: the task's cross-entropy;
+* the feedback (gradient to `phi` only): `sum_k L^fb_k`, each term the
+  maximum likelihood of `q(z_k | y)` (:func:`~bll_jax.losses.feedback_ml_loss`),
+  the discriminative form (:func:`~bll_jax.losses.feedback_discriminative_loss`),
+  or both.
+
+The authors' recipe (:mod:`bll_jax.recipes.authors`) is another
+:class:`LossRecipe`; the engine never asks which one it holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Protocol
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from bll_jax import losses
+from bll_jax import pooling
+
+Array = jax.Array
+sg = jax.lax.stop_gradient
+
+FEEDBACK_LOSSES = ("ml", "discriminative", "both")
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  """The loss settings shared by all blocks.
+
+  Attributes:
+    temperature: `T` of the local loss: one for every block, or a tuple
+      with one per hidden block (e.g. from
+      :func:`bll_jax.calibration.calibrated_temperatures`).
+    feedback_loss: "ml" (:func:`~bll_jax.losses.feedback_ml_loss`),
+      "discriminative" or "both".
+    label_smoothing: of the output block's cross-entropy.
+    chunk_size: classes scored at a time in the local losses.
+    decorrelation: weight of
+      :func:`~bll_jax.losses.batch_decorrelation_loss` on each hidden
+      block's position-pooled natural parameters (0: off).
+    position_average: for latents with positions (feature maps), divide the
+      summed scores by the number of positions `S` (temperature `T * S`),
+      or of grid cells for a latent pooled to a grid (`Latent.grid`): the
+      map's evidence is averaged, not counted `S` times.
+  """
+
+  temperature: float | tuple[float, ...] = 1.0
+  feedback_loss: str = "ml"
+  label_smoothing: float = 0.0
+  chunk_size: int | None = None
+  decorrelation: float = 0.0
+  position_average: bool = True
+
+  def __post_init__(self):
+    temperatures = (self.temperature if isinstance(self.temperature, tuple)
+                    else (self.temperature,))
+    if not all(isinstance(t, (int, float)) and math.isfinite(t) and t > 0
+               for t in temperatures):
+      raise ValueError("temperature must be a positive float or a tuple of "
+                       f"them, got {self.temperature!r}")
+    if self.feedback_loss not in FEEDBACK_LOSSES:
+      raise ValueError(f"feedback_loss must be one of {FEEDBACK_LOSSES}, got "
+                       f"{self.feedback_loss!r}")
+
+
+def weighted_mean(values: Array, weights: Array) -> Array:
+  """`sum_i w_i v_i / max(sum_i w_i, 1)`: the mean over real examples."""
+  return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def task_loss(logits: Array, labels: Array, smoothing: float) -> Array:
+  """Cross-entropy of the output block per example (or token)."""
+  targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+  if smoothing:
+    targets = optax.smooth_labels(targets, smoothing)
+  return optax.softmax_cross_entropy(logits, targets)
+
+
+def output_objective(logits: Array, labels: Array, weights: Array,
+                     smoothing: float, mean=weighted_mean
+                     ) -> tuple[Array, dict[str, Array]]:
+  """The output block's task loss and accuracy (weighted means)."""
+  loss = mean(task_loss(logits, labels, smoothing), weights)
+  correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+  return loss, {"loss": loss, "accuracy": mean(correct, weights)}
+
+
+class LossRecipe(Protocol):
+  """The losses of a block-local method, handed to the engine.
+
+  Every method receives the engine (its network, objective and
+  temperatures) and the block index `k`; the engine calls nothing else.
+  """
+
+  def auxiliary_classes(self, num_classes: int) -> int:
+    """Width of an auxiliary classifier on every hidden block (0: none)."""
+
+  def check(self, engine) -> None:
+    """Raises `ValueError` (one line) for an engine it cannot train."""
+
+  def block_tx(self, tx: optax.GradientTransformation
+               ) -> optax.GradientTransformation:
+    """The transformation each block is updated with, from the run's `tx`."""
+
+  def block_objective(self, engine, k: int, out, fb_k: Array | None,
+                      labels: Array, weights: Array, *, h_in: Array,
+                      key: Array | None,
+                      rerun: Callable[[Array], Any],
+                      mean: Callable[[Array, Array], Array]
+                      ) -> tuple[Array, dict[str, Array]]:
+    """Block `k`'s loss (gradient to its own parameters only) and metrics.
+
+    Args:
+      engine: the engine.
+      k: the block.
+      out: its :class:`~bll_jax.engine.network.BlockOutput` on `h_in`.
+      fb_k: its detached feedback `b_k` (`None` for the output block).
+      labels, weights: the batch's targets and example weights.
+      h_in: the block's (detached) input.
+      key: the step's key.
+      rerun: the block's forward on another input, same parameters and key.
+      mean: the batch reduction, `mean(values, weights)`.
+    """
+
+  def feedback_term(self, engine, k: int, eta: Array, fb_k: Array,
+                    labels: Array, weights: Array) -> Array:
+    """`L^fb_k`: hidden block `k`'s part of the feedback loss (gradient to
+    `fb_k` only)."""
+
+  def hidden_logits(self, engine, k: int, out, fb_k: Array | None
+                    ) -> Array | None:
+    """Hidden block `k`'s own class logits in evaluation (`None`: none)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockLocalLosses:
+  """The principled losses of `docs/theory.md` (see the module docstring),
+  with the settings of the engine's :class:`Objective`."""
+
+  def auxiliary_classes(self, num_classes: int) -> int:
+    del num_classes
+    return 0
+
+  def check(self, engine) -> None:
+    del engine
+
+  def block_tx(self, tx):
+    return tx
+
+  def block_objective(self, engine, k, out, fb_k, labels, weights, *, h_in,
+                      key, rerun, mean=weighted_mean):
+    del h_in, key, rerun
+    objective = engine.objective
+    if k == engine.num_blocks - 1:
+      return output_objective(out.eta, labels, weights,
+                              objective.label_smoothing, mean)
+    latent = engine.latents[k]
+    per_example = losses.local_loss(
+        latent.family, out.eta, sg(fb_k), labels,
+        temperature=engine.score_temperature(k, out.eta),
+        chunk_size=objective.chunk_size,
+        position_ndim=latent.position_ndim)
+    loss = mean(per_example, weights)
+    metrics = {"loss": loss}
+    if objective.decorrelation:
+      features = pooling.pool_positions(out.eta, latent.position_ndim)
+      decor = losses.batch_decorrelation_loss(
+          features.reshape(-1, features.shape[-1]))
+      metrics["decorrelation"] = decor
+      loss = loss + objective.decorrelation * decor
+    return loss, metrics
+
+  def feedback_term(self, engine, k, eta, fb_k, labels, weights):
+    latent, objective = engine.latents[k], engine.objective
+    kw = dict(position_ndim=latent.position_ndim)
+    eta = sg(eta)
+    total = 0.0
+    if objective.feedback_loss in ("ml", "both"):
+      total += weighted_mean(
+          losses.feedback_ml_loss(latent.family, eta, fb_k, labels, **kw),
+          weights)
+    if objective.feedback_loss in ("discriminative", "both"):
+      total += weighted_mean(
+          losses.feedback_discriminative_loss(
+              latent.family, eta, fb_k, labels,
+              temperature=engine.score_temperature(k, eta),
+              chunk_size=objective.chunk_size, **kw), weights)
+    return total
+
+  def hidden_logits(self, engine, k, out, fb_k):
+    if fb_k is None:
+      return None
+    latent = engine.latents[k]
+    return losses.local_logits(
+        latent.family, out.eta, fb_k,
+        temperature=engine.score_temperature(k, out.eta),
+        chunk_size=engine.objective.chunk_size,
+        position_ndim=latent.position_ndim)
