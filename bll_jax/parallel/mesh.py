@@ -4,9 +4,10 @@
 (the first `D * B` devices; `D * B` must divide the device count, and an
 omitted `data` takes all the devices left).
 The `B` block slices are pipeline *stages*: the engine's blocks are split
-into `B` contiguous groups (as even as possible, earlier stages taking one
-more), and stage `s` owns the sub-mesh `devices[:, s]` with the single axis
-`data`, over which its batch is sharded and its gradients averaged.
+into `B` contiguous groups (:func:`bll_jax.parallel.schedule.stage_blocks_of`),
+and stage `s` owns the sub-mesh `devices[:, s]` with the single axis `data`,
+over which its batch is sharded and its gradients averaged. This package is
+the only place in bll_jax that builds a mesh or names its axes.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from typing import Sequence
 import jax
 import numpy as np
 from jax.sharding import Mesh
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 AXES = ("data", "block")
 
@@ -88,41 +87,9 @@ def make_mesh(spec: MeshSpec, num_blocks: int,
   return Mesh(grid, AXES)
 
 
-def stages(num_blocks: int, num_stages: int) -> tuple[tuple[int, ...], ...]:
-  """The blocks of each stage: contiguous, as even as possible."""
-  size, extra = divmod(num_blocks, num_stages)
-  out, start = [], 0
-  for s in range(num_stages):
-    end = start + size + (1 if s < extra else 0)
-    out.append(tuple(range(start, end)))
-    start = end
-  return tuple(out)
-
-
 def stage_mesh(mesh: Mesh, stage: int) -> Mesh:
   """The sub-mesh of one block slice: its column of the grid, axis `data`."""
   return Mesh(np.asarray(mesh.devices)[:, stage], ("data",))
-
-
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """Leading (batch) axis over `data`, everything else replicated."""
-  return NamedSharding(mesh, P("data"))
-
-
-def put(value, sharding: NamedSharding) -> jax.Array:
-  """Host (or local) data onto `sharding`, which may span other processes.
-
-  Each process supplies only its own devices' parts (every process holds
-  the same global value), so a stage on another process's devices costs
-  this process nothing.
-  """
-  if jax.process_count() == 1 or isinstance(value, jax.Array) and (
-      not value.is_fully_addressable):
-    return jax.device_put(value, sharding)
-  value = np.asarray(value)
-  return jax.make_array_from_callback(value.shape, sharding,
-                                      lambda index: value[index],
-                                      dtype=value.dtype)
 
 
 _barriers = itertools.count()
@@ -140,10 +107,6 @@ def host_barrier(name: str, timeout_seconds: int = 300) -> None:
   from jax._src import distributed   # the client JAX's own tests use
   distributed.global_state.client.wait_at_barrier(
       f"bll-{name}-{next(_barriers)}", timeout_seconds * 1000)
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P())
 
 
 def describe(mesh: Mesh) -> dict:

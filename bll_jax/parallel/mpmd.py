@@ -1,294 +1,292 @@
-"""Blocks on their own devices: one jitted step per block, on its own sub-mesh.
+"""Any network on a `(data, block)` mesh: one jitted step per block, per stage.
 
-The MPMD path works for any network (heterogeneous blocks such as ResNet
-stages): block `k` lives on the sub-mesh of its stage (`mesh.stage_mesh`),
-its parameters and optax state replicated over the stage's `data` devices and
-its batch sharded over them, so XLA averages its gradients over `data` only.
+:class:`MpmdRunner` follows a :class:`~bll_jax.parallel.schedule.TickPlan`
+(`sync` or `pipelined`). Block `k` lives on the sub-mesh of its stage, its
+parameters and optax state replicated over the stage's `data` devices and
+its batch split over them, so XLA averages its gradients over `data` only.
 Nothing waits for a block that is not an input: JAX's asynchronous dispatch
-runs the stages' computations as soon as their inputs exist, so in the
+runs the stages' programs as soon as their inputs exist, so in the
 `pipelined` schedule the stages of one tick overlap.
 
-In the `sync` schedule activations move with `jax.device_put` and the
-feedback network lives on stage 0. In the `pipelined` schedule everything
-that crosses stages is a collective every process dispatches at the same
-point (`bll_jax.parallel.transfer`, `bll_jax.parallel.replicas`): the
-activations move with `ppermute`, and every stage holds a replica of the
-feedback network, updated each tick from one all-reduce of the stages'
-feedback gradients.
+Everything that crosses stages is a collective that every process
+dispatches at the same point of the same loop: activations move with a
+`ppermute` (:class:`~bll_jax.parallel.transfer.StageTransfer`), and every
+stage holds a replica of the feedback network, updated each tick from one
+all-reduce of the stages' feedback gradients
+(:class:`~bll_jax.parallel.replicas.FeedbackReplicas`). No natural
+parameters leave a stage.
 
-With one stage (`block=1`) it is plain data parallelism: the fused step of the
-engine, batch sharded over all devices.
+With one stage (`block=1`) and the fused step mode it is plain data
+parallelism: the engine's fused step, the batch split over all devices.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from bll_jax import step as step_lib
+from bll_jax.engine import TrainState
 from bll_jax.parallel import mesh as mesh_lib
-from bll_jax.parallel import schedules
+from bll_jax.parallel import placement
+from bll_jax.parallel import schedule as schedule_lib
 from bll_jax.parallel.replicas import FeedbackReplicas
 from bll_jax.parallel.transfer import StageTransfer
 
 
-class BlockParallel:
-  """Places an engine's state on a `(data, block)` mesh and runs its steps.
+class MpmdRunner:
+  """Runs an engine's steps on the stages of a mesh, following a tick plan.
 
   Args:
     engine: the engine.
     mesh: a mesh from :func:`bll_jax.parallel.mesh.make_mesh`.
-    fused: with one stage, use the engine's fused step (else the per-block
-      steps in turn; with several stages they always are).
-    ticks_in_flight: in the `pipelined` schedule, how many ticks Python may
-      dispatch ahead of the devices.
+    schedule: "sync" or "pipelined".
+    fused: with one stage, the engine's fused step (else the per-block
+      steps, in the order of the plan; with several stages they always are).
+    feedback_lag: `L` (see :mod:`bll_jax.parallel.schedule`).
+    ticks_in_flight: how many ticks Python may dispatch ahead of the
+      devices.
   """
 
-  def __init__(self, engine: step_lib.Engine, mesh: Mesh, fused: bool = True,
+  name = "mpmd"
+
+  def __init__(self, engine, mesh: Mesh, schedule: str = "sync",
+               fused: bool = True, feedback_lag: int = 0,
                ticks_in_flight: int = 2):
-    self.engine = engine
-    self.mesh = mesh
-    self.fused = fused
     num_stages = mesh.shape["block"]
     if num_stages > engine.num_blocks:
       raise ValueError(
           f"mesh block={num_stages} asks for more block shards than the "
           f"{engine.num_blocks} blocks of the network")
-    self.stage_blocks = mesh_lib.stages(engine.num_blocks, num_stages)
-    self.stage_of = {k: s for s, blocks in enumerate(self.stage_blocks)
-                     for k in blocks}
-    self.meshes = [mesh_lib.stage_mesh(mesh, s) for s in range(num_stages)]
-    self._fb_forward = jax.jit(
-        lambda params: engine.feedback_forward(params, None))
+    if schedule == "pipelined":
+      schedule_lib.check_pipelined(engine)
+    if engine.feedback_mode == "bootstrapped" and num_stages > 1:
+      raise ValueError("feedback 'bootstrapped' reads every block's output "
+                       "before any block steps: it runs on one stage "
+                       f"(mesh block=1), got block={num_stages}")
+    if feedback_lag < 0:
+      raise ValueError(f"feedback_lag must be >= 0, got {feedback_lag}")
+    self.engine = engine
+    self.mesh = mesh
+    self.plan = schedule_lib.plan_for(schedule, engine.num_blocks, num_stages)
+    self.stages = placement.Stages(mesh, self.plan.stage_blocks)
+    self.fused = fused and num_stages == 1 and schedule == "sync"
+    if engine.method != "bll" and not self.fused:
+      raise ValueError(f"method {engine.method!r} trains end to end: it runs "
+                       "the fused step on one stage (mesh block=1, step "
+                       "mode fused)")
+    self.feedback_lag = feedback_lag
+    self.ticks_in_flight = ticks_in_flight
+    # Data parallel across processes: each process reads its own rows.
+    self.local = num_stages == 1 and len(
+        {d.process_index for d in mesh.devices.flat}) > 1
     self.transfer = StageTransfer(mesh)
     self.replicas = FeedbackReplicas(engine, mesh)
-    self.ticks_in_flight = ticks_in_flight
-    self.timeline: list[tuple[int, int, int]] = []   # of the last `pipelined`
+    self._fb_forward = engine.compiled_feedback_forward
+    #: `(tick, stage, micro-batch)` of the work the last call dispatched.
+    self.timeline: list[tuple[int, int, int]] = []
+
+  # ---------------------------------------------------------- the Runner
 
   @property
-  def num_stages(self) -> int:
-    return len(self.stage_blocks)
+  def fills_and_drains(self) -> bool:
+    """Whether a call of :meth:`run_epoch` fills and drains a pipeline (the
+    loop then hands it whole epochs)."""
+    return self.plan.schedule == "pipelined"
 
-  @functools.cached_property
-  def _on_default_device(self) -> bool:
-    """Whether the whole mesh is this process's default device (one device,
-    one process): what a jitted step does with host arrays and with keys
-    made on the default device is then already the placement."""
-    return (jax.process_count() == 1 and self.mesh.devices.size == 1
-            and self.mesh.devices.flat[0] == jax.devices()[0])
+  @property
+  def data_replicas(self) -> int:
+    return self.stages.data_size
 
-  # ------------------------------------------------------------- placement
+  def describe(self) -> dict[str, Any]:
+    return {"mesh": mesh_lib.describe(self.mesh),
+            "pipeline": self.name if self.fills_and_drains else None}
 
-  def _replicated(self, stage: int):
-    return mesh_lib.replicated(self.meshes[stage])
+  def input_shard(self) -> dict[str, int]:
+    """How the data loader splits batches over processes (`{}`: every
+    process reads whole batches)."""
+    if not self.local:
+      return {}
+    return {"process_index": jax.process_index(),
+            "process_count": jax.process_count()}
 
-  def _sharded(self, stage: int):
-    return mesh_lib.batch_sharding(self.meshes[stage])
+  def place(self, state: TrainState) -> TrainState:
+    """Every block's state onto its stage, the feedback's onto stage 0."""
+    return self.stages.place(state)
 
-  def state_shardings(self, state: step_lib.TrainState):
-    """Where each leaf of `state` lives (for placement and restoring)."""
-    blocks = tuple(
-        jax.tree.map(lambda _, k=k: self._replicated(self.stage_of[k]), b)
-        for k, b in enumerate(state.blocks))
-    feedback = jax.tree.map(lambda _: self._replicated(0), state.feedback)
-    return step_lib.TrainState(self._replicated(0), blocks, feedback)
+  def to_host(self, tree):
+    """`tree` as host arrays in every process (all must call it)."""
+    return placement.to_host(tree, self.mesh)
 
-  def place(self, state: step_lib.TrainState) -> step_lib.TrainState:
-    """Moves every block's state to its stage, the feedback's to stage 0."""
-    return jax.tree.map(mesh_lib.put, state, self.state_shardings(state))
+  def checkpoint_layout(self, state: TrainState):
+    """What a checkpoint saves and restores onto: the placed state in one
+    process; with several, host arrays (orbax refuses a block that lives on
+    one process's devices), which process 0 writes."""
+    if jax.process_count() == 1:
+      return state
+    return self.to_host(state)
 
-  def batch_on(self, batch: dict[str, Any], stage: int,
-               local: bool = False) -> dict[str, jax.Array]:
-    """A batch on a stage's devices, split over `data`.
+  def warm_up(self, state: TrainState, batch: dict[str, Any],
+              key: jax.Array) -> None:
+    """Compiles every program a stream uses, on a copy of `state` whose
+    result is discarded (so timed epochs exclude compilation)."""
+    count = self.plan.num_stages
+    out, metrics = self.run_epoch(state, [batch] * count, [key] * count)
+    jax.block_until_ready(self._local((out, metrics)))
+
+  def step(self, state: TrainState, batch: dict[str, Any], key: jax.Array):
+    """One step on one batch: `run_epoch` over a stream of one."""
+    state, (metrics,) = self.run_epoch(state, [batch], [key])
+    return state, metrics
+
+  def run_epoch(self, state: TrainState,
+                batches: Iterable[dict[str, Any]], keys: Sequence[jax.Array],
+                on_step: Callable[[], None] | None = None):
+    """Runs the plan over a stream of batches (filled and drained).
 
     Args:
-      batch: host arrays: the global batch, or with `local=True` this
-        process's rows of it (multi-host: each host reads only its shard).
-      stage: the stage.
-      local: whether `batch` holds only this process's rows.
-    """
-    sharding = self._sharded(stage)
-    if local:
-      return {k: jax.make_array_from_process_local_data(sharding, v)
-              for k, v in batch.items()}
-    return {k: mesh_lib.put(v, sharding) for k, v in batch.items()}
-
-  def key_on(self, key: jax.Array, stage: int) -> jax.Array:
-    if jax.process_count() == 1:
-      return jax.device_put(key, self._replicated(stage))
-    data = mesh_lib.put(np.asarray(jax.random.key_data(key)),
-                  self._replicated(stage))
-    return jax.random.wrap_key_data(data)
-
-  # ------------------------------------------------------------- schedules
-
-  def sync_step(self, state: step_lib.TrainState, batch: dict[str, Any],
-                key: jax.Array, local: bool = False):
-    """One `sync` step: every block on the same batch (see `schedules`)."""
-    engine = self.engine
-    if self.num_stages == 1:
-      step = engine.train_step if self.fused else engine.train_step_per_block
-      if self.fused and self._on_default_device:
-        # The one jitted step places host arrays itself, next to the state:
-        # placing them first costs ~0.3 ms of host time per step. (The
-        # per-block form would copy the labels once per block: it places.)
-        return step(state, batch, key)
-      return step(state, self.batch_on(batch, 0, local), self.key_on(key, 0))
-    on = [self.batch_on(batch, s, local) for s in range(self.num_stages)]
-    keys = [self.key_on(key, s) for s in range(self.num_stages)]
-    fb = self._feedback(state, on, keys)
-    h, blocks, etas, metrics = on[0]["inputs"], [], [], {}
-    for k in range(engine.num_blocks):
-      s = self.stage_of[k]
-      h = jax.device_put(h, self._sharded(s))
-      fb_k = (jax.device_put(fb[k], self._replicated(s))
-              if k < len(fb) else None)
-      block, h, eta, m = engine.block_step(k)(
-          state.blocks[k], h, fb_k, on[s]["labels"], on[s]["weights"], keys[s])
-      blocks.append(block)
-      etas.append(jax.device_put(eta, self._sharded(0)))
-      metrics.update({f"block{k}/{n}": v for n, v in m.items()})
-    fb_state = state.feedback
-    if engine.trains_feedback:
-      fb_state, m = engine.feedback_step(fb_state, tuple(etas),
-                                         on[0]["labels"], on[0]["weights"])
-      metrics["feedback/loss"] = m["loss"]
-    return step_lib.TrainState(state.step + 1, tuple(blocks), fb_state), metrics
-
-  def _feedback(self, state, on, keys):
-    """`eta_fb` of every hidden block for a sync step (on stage 0)."""
-    engine = self.engine
-    if engine.feedback is None:
-      return ()
-    if engine.feedback_mode != "bootstrapped":
-      return self._fb_forward(state.feedback.params)
-    # Bootstrapping needs every block's output for this batch first.
-    h, etas = on[0]["inputs"], []
-    for k in range(engine.num_blocks):
-      s = self.stage_of[k]
-      h = jax.device_put(h, self._sharded(s))
-      eta, h = self._block_forward(k)(state.blocks[k], h, keys[s])
-      etas.append(jax.device_put(eta, self._sharded(0)))
-    return jax.jit(engine.feedback_forward)(state.feedback.params, etas)
-
-  def _block_forward(self, k):
-    if not hasattr(self, "_forwards"):
-      self._forwards = {}
-    if k not in self._forwards:
-      def forward(block_state, h, key):
-        eta, h_out, _ = self.engine._forward(
-            k, block_state.params, block_state.batch_stats, h, True, key)
-        return eta, h_out
-      self._forwards[k] = jax.jit(forward)
-    return self._forwards[k]
-
-  def pipelined(self, state: step_lib.TrainState,
-                micro_batches: Iterable[dict[str, Any]],
-                keys: Sequence[jax.Array], local: bool = False,
-                feedback_lag: int = 0):
-    """Runs the `pipelined` schedule over a stream of micro-batches.
-
-    The stream is consumed as the pipeline needs it (stage 0 takes
-    micro-batch `t` at tick `t`) and fully drained at the end.
+      state: placed (:meth:`place`).
+      batches: host batches, consumed as the plan needs them.
+      keys: the random key of each batch's step.
+      on_step: called each time a batch is taken from the stream.
 
     Returns:
-      `(state, metrics, feedback_losses)`: `metrics[m]` holds every block's
-      metrics for micro-batch `m`; `feedback_losses[t]` the feedback loss of
-      tick `t` (device arrays: nothing is fetched to the host here).
-      `self.timeline` then lists the `(tick, stage, micro-batch)` of every
-      unit of work the call dispatched, in order (for plots and checks:
-      it equals :func:`bll_jax.parallel.schedules.timeline`).
+      `(state, metrics)`: per batch, every block's metrics and
+      `feedback/loss` (device arrays, nothing fetched to the host, except
+      the feedback losses of a per-block stream).
     """
-    engine = self.engine
-    schedules.check_pipelined(engine)
-    hidden, num_stages = engine.num_blocks - 1, self.num_stages
-    stream = iter(micro_batches)
+    if self.fused:
+      return self._fused(state, batches, keys, on_step)
+    return self._ticks(state, batches, keys, on_step)
+
+  # --------------------------------------------------------------- fused
+
+  def _fused(self, state, batches, keys, on_step):
+    engine, stages, metrics = self.engine, self.stages, []
+    for i, batch in enumerate(batches):
+      if stages.on_default_device:
+        # The jitted step places host arrays itself, next to the state:
+        # placing them first costs ~0.3 ms of host time per step.
+        state, m = engine.train_step(state, batch, keys[i])
+      else:
+        state, m = engine.train_step(
+            state, stages.batch_on(batch, 0, self.local),
+            stages.key_on(keys[i], 0))
+      metrics.append(m)
+      if on_step:
+        on_step()
+    return state, metrics
+
+  # --------------------------------------------------------------- ticks
+
+  def _ticks(self, state, batches, keys, on_step):
+    engine, plan, stages = self.engine, self.plan, self.stages
+    hidden, last = engine.num_blocks - 1, plan.num_stages - 1
+    lag, replicas = self.feedback_lag, self.replicas
+    stream = iter(batches)
     blocks, fb_state = list(state.blocks), state.feedback
     trains = engine.trains_feedback
-    # Every stage holds a replica of the feedback (`replicas`): it computes
-    # its blocks' feedback and feedback gradients where they live, and one
-    # all-reduce per tick updates every replica. No natural parameters and
-    # no per-block gradients leave a stage.
-    replicas = self.replicas
+    bootstrapped = engine.feedback_mode == "bootstrapped"
+    # Every stage holds a replica of the feedback: it computes its blocks'
+    # feedback and feedback gradients where they live.
     if trains:
       fb_state = replicas.broadcast(fb_state)
       versions = [replicas.views(fb_state.params)]
-    elif engine.feedback is not None:      # fixed: placed once per stage
-      fixed = [self._fb_forward(params) for params in
+    elif engine.feedback is not None:     # fixed: computed once per stage
+      fixed = [self._fb_forward(params, None) for params in
                replicas.views(replicas.broadcast(fb_state.params))]
-    in_flight: dict[int, dict] = {}      # micro-batch -> its host batch
-    inbox: dict[int, jax.Array] = {}
-    in_flight_ticks: list[list[jax.Array]] = []
+    arrived: dict[int, dict] = {}     # micro-batch -> its host batch
+    outputs: dict[tuple[int, int], jax.Array] = {}   # (stage, m) -> h
     metrics: list[dict] = []
-    feedback_losses = []
+    tick_losses: list[tuple[int, jax.Array]] = []
+    in_flight: list[list[jax.Array]] = []
     self.timeline = []
-    t = 0
-    exhausted = False
+    t, exhausted = 0, False
     while True:
       if not exhausted:
         batch = next(stream, None)
         if batch is None:
           exhausted = True
         else:
+          arrived[len(metrics)] = batch
           metrics.append({})
-          in_flight[len(metrics) - 1] = batch
-      active = [(s, t - s) for s in range(num_stages)
-                if t - s in in_flight]
+          if on_step:
+            on_step()
+      active = plan.active(t, len(metrics))
       if not active:
         break
       self.timeline += [(t, s, m) for s, m in active]
-      # 1. Every transfer of the tick first: a stage's input must not wait
-      #    behind another stage's computation in this loop.
+      # 1. Every transfer whose input exists first: a stage's input must not
+      #    wait behind another stage's computation in this loop.
       inputs = {}
       for s, m in active:
-        on = self.batch_on(in_flight[m], s, local)
-        h = on["inputs"] if s == 0 else self.transfer.move(inbox[s], s - 1, s)
-        inputs[s] = (on, h, self.key_on(keys[m], s))
-      # 2. Every stage's steps, and its blocks' feedback gradients, taken
-      #    at the feedback of `feedback_lag` updates ago.
-      phi = versions[max(0, len(versions) - 1 - feedback_lag)] if (
-          trains) else None
-      contributions, outbox = {}, {}
+        on = stages.batch_on(arrived[m], s, self.local)
+        h = on["inputs"] if s == 0 else None
+        if s and (s - 1, m) in outputs:
+          h = self.transfer.move(outputs.pop((s - 1, m)), s - 1, s)
+        inputs[s] = (on, h, stages.key_on(keys[m], s))
+      phi = (versions[max(0, len(versions) - 1 - lag)] if trains else None)
+      etas = None
+      if bootstrapped:      # one stage: every block's output first
+        on, h, key = inputs[0]
+        etas = engine.forward_train(
+            TrainState(state.step, tuple(blocks), fb_state), h, key)
+      # 2. Every stage's steps, and its blocks' feedback gradients.
+      contributions = {}
       for s, m in active:
         on, h, key = inputs[s]
-        fb = ()
-        if trains:
-          fb = self._fb_forward(phi[s])
-        elif engine.feedback is not None:
-          fb = fixed[s]
-        for k in self.stage_blocks[s]:
+        if h is None:       # sync: the stage before worked in this tick
+          h = self.transfer.move(outputs.pop((s - 1, m)), s - 1, s)
+        fb = (self._fb_forward(phi[s], etas) if trains
+              else fixed[s] if engine.feedback is not None else ())
+        for k in plan.stage_blocks[s]:
           blocks[k], h, eta, met = engine.block_step(k)(
               blocks[k], h, fb[k] if k < hidden else None, on["labels"],
               on["weights"], key)
           metrics[m].update({f"block{k}/{n}": v for n, v in met.items()})
           if trains and k < hidden:
-            contributions.setdefault(s, []).append(engine.feedback_grad(k)(
-                phi[s], eta, on["labels"], on["weights"]))
-        outbox[s + 1] = h
-        if s == num_stages - 1:
-          del in_flight[m]
-      inbox = outbox
+            grads, loss = engine.feedback_grad(k)(
+                phi[s], eta, on["labels"], on["weights"], etas)
+            contributions.setdefault(s, []).append((k, grads, loss))
+        if s < last:
+          outputs[(s, m)] = h
+        else:
+          del arrived[m]
       # 3. One feedback update on every replica from all stages' parts.
       if contributions:
-        fb_state, loss = replicas.update(fb_state, contributions)
+        fb_state, losses = replicas.update(fb_state, contributions)
         versions = (versions + [replicas.views(fb_state.params)])[
-            -(feedback_lag + 1):]
-        feedback_losses.append(replicas.view(loss, 0))
+            -(lag + 1):]
+        tick_losses.append((t, losses))
       # Python may run ahead of the devices by `ticks_in_flight` ticks (its
       # dispatch overlaps their work), no further: what it queues holds
       # micro-batches and activations.
-      in_flight_ticks.append([x for x in jax.tree.leaves((blocks, outbox))
-                              if isinstance(x, jax.Array)
-                              and x.is_fully_addressable])
-      if len(in_flight_ticks) > self.ticks_in_flight:
-        jax.block_until_ready(in_flight_ticks.pop(0))
+      in_flight.append(self._local((blocks, outputs)))
+      if len(in_flight) > self.ticks_in_flight:
+        jax.block_until_ready(in_flight.pop(0))
       t += 1
+    if tick_losses:
+      self._feedback_losses(metrics, tick_losses)
     if trains:
       fb_state = replicas.view(fb_state, 0)    # where `place` keeps it
-    new_state = step_lib.TrainState(state.step + len(metrics), tuple(blocks),
-                                    fb_state)
-    return new_state, metrics, feedback_losses
+    return TrainState(state.step + len(metrics), tuple(blocks),
+                      fb_state), metrics
+
+  def _feedback_losses(self, metrics, tick_losses) -> None:
+    """`feedback/loss` of micro-batch `m`: `sum_k L^fb_k`, each block's
+    from the tick it worked on `m` in (every process holds every tick's
+    losses, replicated by the update's all-reduce)."""
+    rows = {t: i for i, (t, _) in enumerate(tick_losses)}
+    losses = np.asarray(self.to_host([loss for _, loss in tick_losses]))
+    for m, record in enumerate(metrics):
+      record["feedback/loss"] = np.float32(sum(
+          losses[rows[m + self.plan.offset(self.plan.stage_of(k))], k]
+          for k in range(self.engine.num_blocks - 1)))
+
+  @staticmethod
+  def _local(tree) -> list[jax.Array]:
+    """The leaves of `tree` this process holds (what it can wait on)."""
+    return [x for x in jax.tree.leaves(tree)
+            if isinstance(x, jax.Array) and x.is_fully_addressable]

@@ -15,6 +15,10 @@ optax update to every replica:
     g_t     = sum_s sum_{k in stage s, active at tick t} grad_phi L^fb_k(phi)
     phi_t+1 = phi_t + optax.update(g_t)          (on every stage, identically)
 
+The same all-reduce carries each active block's feedback loss `L^fb_k`, so
+every process knows every block's loss of the tick (the runner adds them up
+per micro-batch).
+
 No natural parameters leave a stage, and no stage is the feedback's home.
 Every replica stays bit-identical, so any one of them is the feedback's
 state; :meth:`FeedbackReplicas.view` reads stage `s`'s without copying.
@@ -33,8 +37,10 @@ from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from bll_jax import step as step_lib
+from bll_jax.engine import BlockState
+from bll_jax.engine import apply_update
 from bll_jax.parallel import mesh as mesh_lib
+from bll_jax.parallel import placement
 
 
 class FeedbackReplicas:
@@ -45,7 +51,7 @@ class FeedbackReplicas:
     mesh: the `(data, block)` mesh; stage `s` is its column `s`.
   """
 
-  def __init__(self, engine: step_lib.Engine, mesh: Mesh):
+  def __init__(self, engine, mesh: Mesh):
     self.engine = engine
     self.mesh = mesh
     grid = np.asarray(mesh.devices)
@@ -55,6 +61,7 @@ class FeedbackReplicas:
     self.everywhere = NamedSharding(mesh, P())
     self.stacked = NamedSharding(mesh, P("block"))
     self._zero_parts = {}
+    self._parts = {}
 
   @property
   def num_stages(self) -> int:
@@ -63,7 +70,7 @@ class FeedbackReplicas:
   # --------------------------------------------------------------- layout
 
   def _on_stage(self, s: int) -> NamedSharding:
-    return mesh_lib.replicated(self.stage_meshes[s])
+    return placement.replicated(self.stage_meshes[s])
 
   def broadcast(self, tree):
     """`tree`, replicated on stage 0, replicated on every device.
@@ -84,7 +91,7 @@ class FeedbackReplicas:
 
   @functools.cached_property
   def _sum(self):
-    return jax.jit(_sum_over_stages, out_shardings=self.everywhere)
+    return jax.jit(sum_over_stages, out_shardings=self.everywhere)
 
   def view(self, tree, s: int):
     """Stage `s`'s replica of a replicated `tree` (no copy)."""
@@ -117,16 +124,23 @@ class FeedbackReplicas:
 
   # --------------------------------------------------------------- update
 
-  @functools.cached_property
-  def _stage_part(self):
-    """`[(grads, loss), ...]` of one stage's blocks -> their sums, `[1, ...]`."""
+  def _stage_part(self, blocks: tuple[int, ...]):
+    """One stage's `(grads, loss)` pairs of hidden `blocks` -> the summed
+    gradient and the vector of every hidden block's loss (zero for the
+    others), each with a leading axis 1 (compiled once per `blocks`)."""
+    if blocks in self._parts:
+      return self._parts[blocks]
+    hidden = self.engine.num_blocks - 1
 
     def part(pairs):
       total = functools.reduce(lambda a, b: jax.tree.map(jnp.add, a, b),
-                               pairs)
-      return jax.tree.map(lambda x: jnp.asarray(x)[None], total)
+                               [g for g, _ in pairs])
+      losses = jnp.zeros((hidden,), jnp.float32).at[jnp.asarray(blocks)].set(
+          jnp.stack([loss for _, loss in pairs]))
+      return jax.tree.map(lambda x: jnp.asarray(x)[None], (total, losses))
 
-    return jax.jit(part)
+    self._parts[blocks] = jax.jit(part)
+    return self._parts[blocks]
 
   def _zeros(self, s: int, tree):
     """Zeros shaped like `tree` with a leading axis 1, on stage `s`."""
@@ -134,40 +148,48 @@ class FeedbackReplicas:
            tuple((x.shape, x.dtype) for x in jax.tree.leaves(tree)))
     if key not in self._zero_parts:
       self._zero_parts[key] = jax.tree.map(
-          lambda x: mesh_lib.put(np.zeros((1,) + x.shape, x.dtype),
+          lambda x: placement.put(np.zeros((1,) + x.shape, x.dtype),
                                  self._on_stage(s)), tree)
     return self._zero_parts[key]
 
   @functools.cached_property
   def _apply(self):
-    engine = self.engine
+    tx = self.engine.feedback_tx
 
-    def apply(state: step_lib.BlockState, stacked):
-      grads, loss = _sum_over_stages(stacked)
-      return engine._update(engine.feedback_tx, state, grads, {}), loss
+    def apply(state: BlockState, stacked):
+      grads, losses = sum_over_stages(stacked)
+      return apply_update(tx, state, grads, {}), losses
 
     return jax.jit(apply, out_shardings=(self.everywhere, self.everywhere))
 
-  def update(self, state: step_lib.BlockState,
-             contributions: dict[int, list]):
-    """One feedback update from every stage's `(grads, loss)` pairs.
+  def update(self, state: BlockState,
+             contributions: dict[int, list[tuple[int, Any, jax.Array]]]):
+    """One feedback update from every stage's part.
 
     Args:
       state: the replicated feedback state.
-      contributions: stage -> the `(grad_phi L^fb_k, L^fb_k)` of its hidden
-        blocks that worked in this tick, each on that stage's devices.
+      contributions: stage -> `(k, grad_phi L^fb_k, L^fb_k)` of each of its
+        hidden blocks that worked in this tick, on that stage's devices.
 
     Returns:
-      `(state, loss)`, both replicated: the updated state and
-      `sum_k L^fb_k` over all contributing blocks.
+      `(state, losses)`, both replicated: the updated state and the
+      `[hidden blocks]` vector of the tick's `L^fb_k` (zero for a block
+      that did not work in it).
     """
-    zero = (state.params, jax.ShapeDtypeStruct((), jnp.float32))
-    parts = [self._stage_part(contributions[s]) if contributions.get(s)
-             else self._zeros(s, zero) for s in range(self.num_stages)]
+    hidden = self.engine.num_blocks - 1
+    zero = (state.params, jax.ShapeDtypeStruct((hidden,), jnp.float32))
+    parts = []
+    for s in range(self.num_stages):
+      if contributions.get(s):
+        blocks = tuple(k for k, _, _ in contributions[s])
+        parts.append(self._stage_part(blocks)(
+            [(g, loss) for _, g, loss in contributions[s]]))
+      else:
+        parts.append(self._zeros(s, zero))
     return self._apply(state, self._stack(parts))
 
 
-def _sum_over_stages(stacked):
+def sum_over_stages(stacked):
   """`tree[S, ...] -> tree[...]`, summed over the stages, one all-reduce per
   dtype.
 

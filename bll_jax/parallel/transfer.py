@@ -23,8 +23,6 @@ copy into or out of the stacked array (only views of the same buffers).
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import numpy as np
 from jax.sharding import Mesh
@@ -32,6 +30,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from bll_jax.parallel import mesh as mesh_lib
+from bll_jax.parallel import placement
 
 _SPEC = P(("block", "data"))
 
@@ -48,15 +47,17 @@ class StageTransfer:
     self.stage_meshes = [mesh_lib.stage_mesh(mesh, s)
                          for s in range(self.grid.shape[1])]
     self._zeros = {}
+    self._programs = {}
 
-  @functools.cache
   def _program(self, src: int, dst: int):
     """The pair mesh `(data, block=2)` of columns `(src, dst)` and the jitted
-    shift from its first column to its second."""
-    pair = Mesh(self.grid[:, [src, dst]], mesh_lib.AXES)
-    shift = jax.shard_map(lambda x: jax.lax.ppermute(x, "block", [(0, 1)]),
-                          mesh=pair, in_specs=_SPEC, out_specs=_SPEC)
-    return NamedSharding(pair, _SPEC), jax.jit(shift)
+    shift from its first column to its second (built once per pair)."""
+    if (src, dst) not in self._programs:
+      pair = Mesh(self.grid[:, [src, dst]], mesh_lib.AXES)
+      shift = jax.shard_map(lambda x: jax.lax.ppermute(x, "block", [(0, 1)]),
+                            mesh=pair, in_specs=_SPEC, out_specs=_SPEC)
+      self._programs[(src, dst)] = NamedSharding(pair, _SPEC), jax.jit(shift)
+    return self._programs[(src, dst)]
 
   def _placeholders(self, dst: int, shape, dtype):
     """The destination's half of the input: zeros, allocated once."""
@@ -86,6 +87,6 @@ class StageTransfer:
     out = shift(stacked)
     column = set(self.grid[:, dst])
     return jax.make_array_from_single_device_arrays(
-        x.shape, mesh_lib.batch_sharding(self.stage_meshes[dst]),
+        x.shape, placement.batch_sharding(self.stage_meshes[dst]),
         [s.data for s in out.addressable_shards if s.device in column],
         dtype=x.dtype)

@@ -17,33 +17,39 @@ the bubble is `(S - 1) / (M + S - 1)` *per step*, where the block-local
 pipeline fills once per stream. A stage holds `M` stage inputs at once. The
 update equals backprop on the whole batch of `M` micro-batches (tested, for
 networks without BatchNorm, whose statistics are per micro-batch here).
-Stages are the MPMD stages of :class:`bll_jax.parallel.mpmd.BlockParallel`:
-one jit per stage on its own devices, the same transfers between stages
+Stages are those of the block-local runners
+(:class:`bll_jax.parallel.placement.Stages`): one jit per stage on its own
+devices, the same transfers between stages
 (:class:`bll_jax.parallel.transfer.StageTransfer`).
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 
-from bll_jax import step as step_lib
-from bll_jax.parallel import mpmd
+from bll_jax.engine import TrainState
+from bll_jax.engine import apply_update
+from bll_jax.engine import task_loss
+from bll_jax.engine import weighted_mean
+from bll_jax.parallel import placement
+from bll_jax.parallel.transfer import StageTransfer
 
 
 class GPipe:
   """GPipe backprop of a `bp` engine over the stages of a mesh."""
 
-  def __init__(self, engine: step_lib.Engine, mesh):
+  def __init__(self, engine, mesh):
     if engine.method != "bp":
       raise ValueError(f"GPipe runs backprop: the engine's method must be "
                        f"'bp', got {engine.method!r}")
     self.engine = engine
-    self.parallel = mpmd.BlockParallel(engine, mesh)
-    self.stage_blocks = self.parallel.stage_blocks
+    self.stages = placement.Stages.even(mesh, engine.num_blocks)
+    self.stage_blocks = self.stages.stage_blocks
+    self.transfer = StageTransfer(mesh)
+    self._programs = {}
 
   @property
   def num_stages(self) -> int:
@@ -55,19 +61,24 @@ class GPipe:
     """The stage's blocks in turn, train mode: `(h_out, new stats)`."""
     new_stats = []
     for i, k in enumerate(self.stage_blocks[s]):
-      _, h, st = self.engine._forward(k, params[i], stats[i], h, True, key)
-      new_stats.append(st)
+      out = self.engine.block_forward(k, params[i], stats[i], h, True, key)
+      h = out.h_out
+      new_stats.append(out.batch_stats)
     return h, tuple(new_stats)
 
-  @functools.cache
+  def _program(self, name, s, build):
+    """`jax.jit(build())`, once per stage (kept on this object)."""
+    if (name, s) not in self._programs:
+      self._programs[(name, s)] = jax.jit(build())
+    return self._programs[(name, s)]
+
   def forward(self, s):
     def fwd(blocks, h, key):
       params = tuple(b.params for b in blocks)
       stats = tuple(b.batch_stats for b in blocks)
       return self._stage_forward(s, params, stats, h, key)
-    return jax.jit(fwd)
+    return self._program("forward", s, lambda: fwd)
 
-  @functools.cache
   def backward(self, s):
     """`(grads, input cotangent)`; the last stage starts from its loss."""
     last = s == self.num_stages - 1
@@ -80,9 +91,8 @@ class GPipe:
         out, _ = self._stage_forward(s, params, stats, h, key)
         if not last:
           return out
-        per_example = step_lib.task_loss(out, labels,
-                                         engine.objective.label_smoothing)
-        return scale * step_lib.weighted_mean(per_example, weights)
+        per_example = task_loss(out, labels, engine.objective.label_smoothing)
+        return scale * weighted_mean(per_example, weights)
 
       params = tuple(b.params for b in blocks)
       if s == 0:     # nothing upstream needs the input's cotangent
@@ -95,24 +105,27 @@ class GPipe:
         grads, h_cotangent = pull(seed)
       return grads, h_cotangent, (value if last else jnp.zeros(()))
 
-    return jax.jit(bwd)
+    return self._program("backward", s, lambda: bwd)
 
-  @functools.cache
   def apply(self, s):
-    engine = self.engine
+    tx = self.engine.tx
 
     def update(blocks, grads):
-      return tuple(engine._update(engine.tx, b, g, b.batch_stats)
+      return tuple(apply_update(tx, b, g, b.batch_stats)
                    for b, g in zip(blocks, grads))
 
-    return jax.jit(update)
+    return self._program("apply", s, lambda: update)
+
+  def place(self, state: TrainState) -> TrainState:
+    """Every block's state onto its stage."""
+    return self.stages.place(state)
 
   # ---------------------------------------------------------------- step
 
-  def step(self, state: step_lib.TrainState,
+  def step(self, state: TrainState,
            micro_batches: Sequence[dict[str, Any]], key: jax.Array):
     """One GPipe step over `M` micro-batches; returns `(state, loss)`."""
-    par, num_stages, m_total = self.parallel, self.num_stages, len(
+    par, num_stages, m_total = self.stages, self.num_stages, len(
         micro_batches)
     stages = [tuple(state.blocks[k] for k in blocks)
               for blocks in self.stage_blocks]
@@ -129,7 +142,7 @@ class GPipe:
       for s, m in active:
         on[m][s] = par.batch_on(micro_batches[m], s)
         inputs[s][m] = (on[m][s]["inputs"] if s == 0 else
-                        par.transfer.move(out.pop((s - 1, m)), s - 1, s))
+                        self.transfer.move(out.pop((s - 1, m)), s - 1, s))
       for s, m in active:
         out[(s, m)], new_stats = self.forward(s)(stages[s], inputs[s][m],
                                                  keys[s])
@@ -142,7 +155,7 @@ class GPipe:
       active = [(s, m_total - 1 - (u - (num_stages - 1 - s)))
                 for s in reversed(range(num_stages))]
       active = [(s, m) for s, m in active if 0 <= m < m_total]
-      cots = {s: (None if s == num_stages - 1 else par.transfer.move(
+      cots = {s: (None if s == num_stages - 1 else self.transfer.move(
           cotangents.pop((s + 1, m)), s + 1, s)) for s, m in active}
       for s, m in active:
         last = s == num_stages - 1
@@ -158,5 +171,4 @@ class GPipe:
       updated = self.apply(s)(stages[s], grads[s])
       for k, b in zip(blocks, updated):
         new_blocks[k] = b
-    return step_lib.TrainState(state.step + 1, tuple(new_blocks),
-                               state.feedback), loss
+    return TrainState(state.step + 1, tuple(new_blocks), state.feedback), loss
