@@ -1,6 +1,6 @@
 """One process per block on this machine: `bll-train --processes N ...`.
 
-    python -m bll_jax.launch -n 2 -- --preset mnist1d --schedule pipelined
+    python -m bll_jax.cli.launch -n 2 -- --preset mnist1d --schedule pipelined
     bll-train --processes 2 --preset mnist1d --schedule pipelined
 
 starts `N` worker processes, each pinned to its own core
@@ -36,6 +36,9 @@ import sys
 import time
 from typing import Sequence
 
+from bll_jax import config as config_lib
+from bll_jax.config import flags
+
 GRACE_SECONDS = 5.0
 ENTRY = "bll_jax.cli:main"
 
@@ -67,9 +70,8 @@ def free_port_block(count: int) -> int:
 
 
 def _num_blocks(train_args: Sequence[str]) -> int:
-  from bll_jax import cli
-  config, _ = cli.config_from_args(list(train_args))
-  return len(config.cuts) + 1 if config.cuts else int(config.blocks)
+  config, _, _ = flags.config_from_args(list(train_args))
+  return config_lib.num_blocks(config)
 
 
 def check(num_processes: int, cores: Sequence[int], port: int | None,
@@ -112,13 +114,20 @@ def check(num_processes: int, cores: Sequence[int], port: int | None,
 
 
 def worker_environment(core: int) -> dict[str, str]:
-  """The environment of a worker pinned to `core`: one XLA CPU thread."""
+  """The environment of a worker pinned to `core`: one XLA CPU thread.
+
+  XLA's CPU runtime sizes its thread pool from the process's CPU affinity,
+  which the worker sets to `core` before JAX starts (:func:`run_worker`);
+  `--xla_cpu_multi_thread_eigen=false` keeps Eigen's kernels on one thread.
+  (XLA has no `intra_op_parallelism_threads` flag: given with `--` it
+  aborts the process, without it the word is ignored.)
+  """
   env = dict(os.environ)
   env.pop("JAX_NUM_CPU_DEVICES", None)
   env["JAX_PLATFORMS"] = "cpu"
-  flags = env.get("XLA_FLAGS", "")
-  env["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false "
-                      "intra_op_parallelism_threads=1").strip()
+  xla_flags = env.get("XLA_FLAGS", "")
+  env["XLA_FLAGS"] = (xla_flags
+                      + " --xla_cpu_multi_thread_eigen=false").strip()
   for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
     env[name] = "1"
@@ -127,10 +136,8 @@ def worker_environment(core: int) -> dict[str, str]:
 
 
 def _workdir(train_args: Sequence[str]) -> str:
-  from bll_jax import cli
-  from bll_jax import train
-  config, _ = cli.config_from_args(list(train_args))
-  return config.workdir or train.default_workdir(config)
+  config, _, _ = flags.config_from_args(list(train_args))
+  return config.workdir or config_lib.default_workdir(config)
 
 
 def launch(num_processes: int, train_args: Sequence[str],
@@ -168,7 +175,7 @@ def launch(num_processes: int, train_args: Sequence[str],
   os.makedirs(workdir, exist_ok=True)
   workers = []
   for i, core in enumerate(cores):
-    command = [sys.executable, "-m", "bll_jax.launch", "--worker", str(i),
+    command = [sys.executable, "-m", "bll_jax.cli.launch", "--worker", str(i),
                "--num-processes", str(num_processes), "--port", str(port),
                "--entry", entry, "--workdir", workdir, "--", *train_args]
     out = None if i == 0 else open(
@@ -310,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   else:
     own, train_args = argv, []
   parser = argparse.ArgumentParser(
-      prog="python -m bll_jax.launch",
+      prog="python -m bll_jax.cli.launch",
       description="Run bll-train as one process per block on this machine.")
   parser.add_argument("-n", "--processes", type=int, default=2)
   parser.add_argument("--cores", default="",

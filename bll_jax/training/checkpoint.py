@@ -1,6 +1,6 @@
 """Orbax checkpoints of a run: the train state and the loop's progress.
 
-A checkpoint holds the :class:`~bll_jax.step.TrainState` (every block's
+A checkpoint holds the :class:`~bll_jax.engine.TrainState` (every block's
 parameters, BatchNorm statistics and optax state, the feedback network's) and
 a JSON record of the loop (metric sums of the current epoch, the per-epoch
 history), so a run killed mid-epoch resumes to the same final metrics.

@@ -11,7 +11,6 @@ test sequences decoded without a single error.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -19,21 +18,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bll_jax import step as step_lib
+from bll_jax import engine as engine_lib
 
 
-def evaluate(engine: step_lib.Engine, state: step_lib.TrainState, dataset,
+def evaluate(engine: engine_lib.Engine, state: engine_lib.TrainState, dataset,
              batch_size: int) -> dict[str, Any]:
   """Metrics over the whole test set (padding excluded)."""
   sums = None
   decoded_correct = decoded_tokens = exact = sequences = 0  # Python ints
   info = dataset.info
+  if info.task == "sequence":
+    length = info.metadata["source_length"]
+    decode = engine.jit(("greedy_decode", length),
+                        lambda: greedy_decoder(engine, length))
   for batch in dataset.test_batches(batch_size):
     out = jax.device_get(engine.eval_step(state, batch))
     sums = out if sums is None else jax.tree.map(np.add, sums, out)
     if info.task == "sequence":
-      d = jax.device_get(_decode_fn(engine, info.metadata["source_length"])(
-          state, batch))
+      d = jax.device_get(decode(state, batch))
       decoded_correct += int(d["correct"])
       decoded_tokens += int(d["tokens"])
       exact += int(d["exact"])
@@ -51,9 +53,9 @@ def evaluate(engine: step_lib.Engine, state: step_lib.TrainState, dataset,
   return result
 
 
-@functools.cache
-def _decode_fn(engine: step_lib.Engine, source_length: int):
-  """Jitted greedy decoding of the target half of a sequence batch.
+def greedy_decoder(engine: engine_lib.Engine, source_length: int):
+  """Greedy decoding of the target half of a sequence batch:
+  `(state, batch) -> {"correct", "tokens", "exact", "sequences"}` sums.
 
   The inputs hold `[s_1..s_L, SEP, t_1..t_{L-1}]`; the target tokens are
   replaced by the model's own predictions, one position at a time (a causal
@@ -86,4 +88,4 @@ def _decode_fn(engine: step_lib.Engine, source_length: int):
                              * real),
             "sequences": jnp.sum(real)}
 
-  return jax.jit(decode)
+  return decode

@@ -1,104 +1,25 @@
-"""From a config to the objects of a run: checked settings, data, engine.
+"""From a checked config to the objects of a run: data, optimiser, engine.
 
-:func:`check` runs before anything heavy (no data loaded, nothing compiled)
-and raises a one-line `ValueError` naming the field and its allowed values.
-:func:`resolve` turns the methods `local` and `drtp` into the block-local
-settings they are special cases of.
+:func:`resolve` turns the methods `local` and `drtp` (and the authors'
+recipe) into the block-local settings they are special cases of;
+:func:`make_engine` builds the engine of a resolved config, handing it the
+config's loss recipe.
 """
 
 from __future__ import annotations
-
-import os
 
 import ml_collections
 import optax
 
 from bll_jax import blocks as blocks_lib
+from bll_jax import engine as engine_lib
 from bll_jax import families as families_lib
-from bll_jax import feedback as feedback_lib
 from bll_jax import models as models_lib
-from bll_jax import step as step_lib
-from bll_jax.configs import presets
+from bll_jax.config import METHOD_SETTINGS
 
-METHODS = ("bll", "bp", "local", "drtp")
-OPTIMIZERS = ("adam", "adamw", "sgd")
-LR_SCHEDULES = ("constant", "cosine", "triangular")
-RECIPES = ("", "authors")
-TEMPERATURE_CALIBRATIONS = ("none", "init")
 # `--dataset.eval-split validation` on an in-memory classification dataset:
 # this fraction of its training examples is held out and evaluated on.
 VALIDATION_FRACTION = 0.1
-STEP_MODES = ("fused", "per_block")
-PIPELINES = ("auto", "mpmd", "spmd")
-
-# What each special-case method fixes (field -> value; None = num_classes).
-METHOD_SETTINGS = {
-    "local": {"family": "categorical", "group_size": None, "readout": "linear",
-              "readout_features": None, "feedback": "onehot"},
-    "drtp": {"family": "gaussian", "readout": "identity", "feedback": "random"},
-}
-
-
-def _one_of(field, value, allowed):
-  if value not in allowed:
-    raise ValueError(f"{field} must be one of {list(allowed)}, got {value!r}")
-
-
-def check(config: ml_collections.ConfigDict) -> None:
-  """Checks the fields that need no data; raises a one-line ValueError."""
-  from bll_jax import data as data_lib  # light: no dataset is loaded
-
-  if config.preset:
-    _one_of("preset", config.preset, sorted(presets.PRESETS))
-  _one_of("dataset.name", config.dataset.name, data_lib.DATASETS)
-  _one_of("dataset.source", config.dataset.source, ("auto", "idx", "tfds"))
-  if config.dataset.data_dir and not os.path.isdir(config.dataset.data_dir):
-    raise ValueError(f"dataset.data_dir {config.dataset.data_dir!r} does not "
-                     "exist or is not a directory")
-  _one_of("model.name", config.model.name, models_lib.MODELS)
-  _one_of("method", config.method, METHODS)
-  _one_of("family", config.family, sorted(families_lib.FAMILIES))
-  _one_of("feedback", config.feedback, feedback_lib.MODES)
-  _one_of("feedback_loss", config.feedback_loss, step_lib.FEEDBACK_LOSSES)
-  _one_of("readout", config.readout, blocks_lib.READOUTS)
-  _one_of("transmit", config.transmit, blocks_lib.TRANSMITS)
-  _one_of("boundary", config.boundary, blocks_lib.BOUNDARIES)
-  _one_of("optimizer", config.optimizer, OPTIMIZERS)
-  _one_of("lr_schedule", config.lr_schedule, LR_SCHEDULES)
-  _one_of("recipe", config.recipe, RECIPES)
-  _one_of("dataset.eval_split", config.dataset.eval_split,
-          ("test", "validation"))
-  _one_of("temperature_calibration", config.temperature_calibration,
-          TEMPERATURE_CALIBRATIONS)
-  if config.temperature_calibration != "none" and (
-      config.method == "bp" or config.recipe):
-    raise ValueError("temperature_calibration scales the distributional "
-                     "local losses: it needs method bll, local or drtp and "
-                     f"no recipe, got method {config.method!r}"
-                     + (f", recipe {config.recipe!r}" if config.recipe else ""))
-  if config.recipe and config.method != "bll":
-    raise ValueError(f"recipe {config.recipe!r} is a form of method 'bll', "
-                     f"got method {config.method!r}")
-  _one_of("step_mode", config.step_mode, STEP_MODES)
-  _one_of("schedule", config.schedule, ("sync", "pipelined"))
-  _one_of("pipeline", config.pipeline, PIPELINES)
-  if config.schedule == "pipelined" and int(config.checkpoint_every_steps):
-    raise ValueError("checkpoint_every_steps must be 0 with schedule "
-                     "'pipelined' (the pipeline drains, and is saved, at the "
-                     "end of each epoch)")
-  for field in ("epochs", "batch_size", "eval_batch_size", "log_every_steps"):
-    if int(config[field]) < 1:
-      raise ValueError(f"{field} must be >= 1, got {config[field]!r}")
-  for field in ("steps", "checkpoint_every_steps", "chunk_size",
-                "feedback_lag", "grid"):
-    if int(config[field]) < 0:
-      raise ValueError(f"{field} must be >= 0, got {config[field]!r}")
-  for field in ("lr", "temperature", "variance"):
-    if not float(config[field]) > 0:
-      raise ValueError(f"{field} must be > 0, got {config[field]!r}")
-  if config.method == "bp" and config.transmit == "sample":
-    raise ValueError("transmit must be 'mean' for method 'bp' (no gradient "
-                     "through a sample), got 'sample'")
 
 
 def resolve(config: ml_collections.ConfigDict, num_classes: int
@@ -171,7 +92,7 @@ def make_stack(config, info) -> models_lib.LayerStack:
 
 def make_engine(config, info, steps_per_epoch: int, total_steps: int,
                 temperature: tuple[float, ...] | None = None
-                ) -> step_lib.Engine:
+                ) -> engine_lib.Engine:
   """The engine of a resolved config for a dataset; checks the cut.
 
   `temperature`, one per hidden block, replaces `config.temperature` (see
@@ -195,7 +116,7 @@ def make_engine(config, info, steps_per_epoch: int, total_steps: int,
   tx = make_optimizer(config, steps_per_epoch, total_steps)
   fb_tx = make_optimizer(config, steps_per_epoch, total_steps,
                          config.feedback_lr or None)
-  objective = step_lib.Objective(
+  objective = engine_lib.Objective(
       temperature=(float(config.temperature) if temperature is None
                    else tuple(temperature)),
       feedback_loss=config.feedback_loss,
@@ -204,9 +125,9 @@ def make_engine(config, info, steps_per_epoch: int, total_steps: int,
       decorrelation=float(config.decorrelation))
   recipe = None
   if config.recipe == "authors":
-    from bll_jax import authors
+    from bll_jax.recipes import authors
     recipe = authors.AuthorsRecipe(**config.authors.to_dict())
-  return step_lib.Engine(
+  return engine_lib.Engine(
       stack, edges, [latent] * (len(edges) - 2), method=method,
       feedback_mode=config.feedback, num_classes=info.num_classes,
       input_shape=info.input_shape, input_dtype=info.input_dtype, tx=tx,
