@@ -1,14 +1,14 @@
 """The authors' recipe against our principled loss and backprop, same budget.
 
-    python experiments/authors_recipe.py --out experiments/results/authors
+    python -m experiments.authors_recipe --out experiments/results/authors
 
 For each preset (default: `fashion_mnist_mlp`, `mnist1d`) and seed, five
-runs of `bll-train` with the preset's budget:
+runs of `bll-train` with the preset's budget, on one device:
 
-* `authors`: `--recipe authors` (as published);
+* `authors`: `recipe="authors"` (as published);
 * `authors+fixes`: the similarity term pulls, the auxiliary heads train;
 * `authors+fixes-no-aux`: the same without the auxiliary classifiers
-  (`--authors.auxiliary 0`), to see what they contribute;
+  (`authors.auxiliary=0`), to see what they contribute;
 * `bll`: the principled losses (the defaults);
 * `bp`: backprop on the same network.
 
@@ -26,44 +26,43 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
-import sys
 import tempfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bll_jax import authors  # noqa: E402
-from bll_jax import checkpoint as checkpoint_lib  # noqa: E402
-from bll_jax import cli  # noqa: E402
-from bll_jax import train  # noqa: E402
-from experiments import sweep  # noqa: E402
+from bll_jax import config as config_lib
+from bll_jax import training
+from bll_jax.training import checkpoint as checkpoint_lib
+from experiments.configs import METHODS
+from experiments.lib import results as results_lib
+from experiments.make_table import mean_std
+from experiments.make_table import per_block_cell
 
 # The experiment (experiments/configs) each preset's runs belong to.
 EXPERIMENT_OF = {"fashion_mnist_mlp": "fashion_mnist_mlp",
                  "mnist1d": "mnist1d_cnn"}
 
+# Variant -> overrides (the sweep's methods, and one more).
 VARIANTS = {
-    "authors": ["--recipe", "authors"],
-    "authors+fixes": ["--recipe", "authors", "--authors.similarity-pulls",
-                      "true", "--authors.train-auxiliary", "true"],
+    "authors": METHODS["authors"],
+    "authors+fixes": METHODS["authors+fixes"],
     # Why authors+fixes does well: the same without its auxiliary classifiers.
-    "authors+fixes-no-aux": ["--recipe", "authors", "--authors.similarity-pulls",
-                             "true", "--authors.train-auxiliary", "true",
-                             "--authors.auxiliary", "0"],
-    "bll": [],
-    "bp": ["--method", "bp"],
+    "authors+fixes-no-aux": {**METHODS["authors+fixes"],
+                             "authors.auxiliary": 0.0},
+    "bll": METHODS["bll"],
+    "bp": METHODS["bp"],
 }
 
 
-SHARES_OF = ("authors", "authors+fixes")   # variants whose term shares we record
+# The variants whose terms' shares of the gradient are recorded.
+SHARES_OF = ("authors", "authors+fixes")
 
 
-def term_shares(run: train.Run, state, batch) -> list[dict[str, float]]:
+def term_shares(run: training.Run, state, batch
+                ) -> list[dict[str, float]]:
   """Per hidden block: each term's share of the gradient norm (one batch).
 
   The norm is over the block's own weights only: the auxiliary head
@@ -79,9 +78,11 @@ def term_shares(run: train.Run, state, batch) -> list[dict[str, float]]:
     block = state.blocks[k]
 
     def term(params, name, h=h, k=k, block=block):
-      terms, _ = authors.block_terms(recipe, engine, k, params,
-                                     block.batch_stats, h, fb[k], labels,
-                                     weights, key)
+      def rerun(x):
+        return engine.block_forward(k, params, block.batch_stats, x, True, key)
+
+      terms = recipe.block_terms(engine, k, rerun(h), fb[k], labels, weights,
+                                 h_in=h, key=key, rerun=rerun)
       return recipe.weight(name) * terms[name]
 
     norms = {}
@@ -92,28 +93,29 @@ def term_shares(run: train.Run, state, batch) -> list[dict[str, float]]:
                                        for g in jax.tree.leaves(grads))))
     total = sum(norms.values()) or 1.0
     shares.append({n: v / total for n, v in norms.items()})
-    _, h, _ = engine._forward(k, block.params, block.batch_stats, h, False,
-                              None)
+    h = engine.block_forward(k, block.params, block.batch_stats, h, False,
+                             None).h_out
   return shares
 
 
 def run_one(preset: str, variant: str, seed: int, results: str,
             shares: dict):
-  argv = ["--preset", preset, "--seed", str(seed), "--progress", "false",
-          "--mesh", "data=1", *VARIANTS[variant]]
-  config, _ = cli.config_from_args(argv)
-  del config.print_config
-  workdir = tempfile.mkdtemp(prefix="bll-authors-")
-  try:
+  """Trains one variant; records its term shares (`SHARES_OF` only) in
+  `shares` and writes its summary where the sweep's runs go."""
+  overrides = {"seed": seed, "progress": False, "mesh": "data=1",
+               **VARIANTS[variant]}
+  config = config_lib.from_overrides(preset, overrides)
+  with tempfile.TemporaryDirectory(prefix="bll-authors-",
+                                   ignore_cleanup_errors=True) as workdir:
     if variant in SHARES_OF:
-      run = train.prepare(config)
+      run = training.prepare(config)
       batch = next(run.dataset.train_batches(int(config.batch_size),
                                              seed=seed, epoch=0))
       sample = np.zeros((int(config.batch_size),)
                         + run.dataset.info.input_shape,
                         run.dataset.info.input_dtype)
       initial = run.engine.init(jax.random.key(seed), sample)
-    summary = train.train_and_evaluate(config, workdir)
+    summary = training.train_and_evaluate(config, workdir)
     if variant in SHARES_OF:
       checkpoints = checkpoint_lib.Checkpointer(
           os.path.join(workdir, "checkpoints"))
@@ -122,41 +124,23 @@ def run_one(preset: str, variant: str, seed: int, results: str,
       shares.setdefault(preset, {}).setdefault(variant, []).append(
           {"seed": seed, "start": term_shares(run, initial, batch),
            "end": term_shares(run, jax.device_get(final), batch)})
-  finally:
-    shutil.rmtree(workdir, ignore_errors=True)
   # The run's summary goes where the sweep keeps its runs, so that the
   # tables of RESULTS.md include it (and the sweep does not run it again).
-  experiment = EXPERIMENT_OF.get(preset, preset)
-  summary = {"experiment": experiment, "label": variant, "argv": argv,
-             **summary}
-  path = sweep.result_path(experiment, variant, seed, results)
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "w") as f:
-    json.dump(train._jsonable(summary), f, indent=2)
-  return summary
-
-
-def _stat(values):
-  if len(values) == 1:
-    return f"{values[0]:.4f}"
-  return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+  return results_lib.write_run(EXPERIMENT_OF.get(preset, preset), variant,
+                               seed, overrides, summary, results)
 
 
 def tables(preset: str, results: dict, shares: dict) -> str:
+  """The variants' accuracies and the recipes' term shares, as markdown."""
   first = next(iter(results.values()))[0]
   lines = [f"### {preset}: {first['dataset']}, {first['model']}, "
            f"{first['blocks']} blocks, {first['epochs']} epochs", "",
            "| variant | seeds | test accuracy | per-block (mean) |",
            "| --- | --- | --- | --- |"]
   for variant, runs in results.items():
-    per_block = []
-    for k in range(len(runs[0]["per_block_test_accuracy"])):
-      vals = [r["per_block_test_accuracy"][k] for r in runs]
-      per_block.append("-" if vals[0] is None else
-                       f"{statistics.mean(vals):.3f}")
     lines.append(f"| {variant} | {len(runs)} | "
-                 f"{_stat([r['test_accuracy'] for r in runs])} | "
-                 f"{', '.join(per_block)} |")
+                 f"{mean_std([r['test_accuracy'] for r in runs])} | "
+                 f"{per_block_cell(runs)} |")
   for variant, records in shares.get(preset, {}).items():
     lines += ["", f"Gradient-norm share of each term, `{variant}` (mean over "
               "seeds), per hidden block: start -> end of training", "",
@@ -173,13 +157,14 @@ def tables(preset: str, results: dict, shares: dict) -> str:
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(prog="python -m experiments.authors_recipe",
+                                   description=__doc__.splitlines()[0])
   parser.add_argument("--presets", default="fashion_mnist_mlp,mnist1d")
   parser.add_argument("--variants", default=",".join(VARIANTS))
   parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--out", default="experiments/results/authors",
                       help="the tables and term_shares.json")
-  parser.add_argument("--results", default=sweep.RESULTS,
+  parser.add_argument("--results", default=results_lib.RESULTS,
                       help="where the runs' JSON files go (as the sweep's)")
   args = parser.parse_args(argv)
   os.makedirs(args.out, exist_ok=True)

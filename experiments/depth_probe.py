@@ -1,13 +1,15 @@
 """Each hidden block's activation size and local loss, at init and early on.
 
-    python experiments/depth_probe.py                        # sorting, as ablation_sort
-    python experiments/depth_probe.py --steps 32 -- --temperature 5
-    python experiments/depth_probe.py -- --preset mnist1d    # any bll-train flags
+    python -m experiments.depth_probe               # sorting, as ablation_sort
+    python -m experiments.depth_probe --steps 32 -- --temperature 5
+    python -m experiments.depth_probe -- --preset mnist1d  # bll-train flags
 
-Trains `bll-train`'s run (default: the sorting ablation's, 8-layer
-Transformer in 4 blocks) with its own sync step and, at step 0 and after
-`--steps` steps, reports for every hidden block k on one batch of held-out
-(test) examples:
+Trains `bll-train`'s run (default: the preset and overrides of the sorting
+ablation, `experiments/configs/ablation_sort.py`, an 8-layer Transformer in
+4 blocks; flags after `--` are added to them, or replace them if they name a
+`--preset`) with its runner's steps and, at step 0 and after `--steps`
+steps, reports for every hidden block k on one batch of held-out (test)
+examples:
 
 * the RMS of its natural parameters `eta_k` (the block's output as read by
   its latent) and of its feedback `eta_fb` (every class's vector), and
@@ -24,21 +26,25 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import jax.numpy as jnp
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+from bll_jax import losses
+from bll_jax import training
+from bll_jax.config import flags as flags_lib
+from bll_jax.engine import weighted_mean
+from experiments import configs
+from experiments.lib import overrides as overrides_lib
 
-from bll_jax import cli  # noqa: E402
-from bll_jax import losses  # noqa: E402
-from bll_jax import train  # noqa: E402
-from bll_jax.step import weighted_mean  # noqa: E402
 
-SORT = ["--preset", "seq_transformer", "--dataset.name", "sort",
-        "--dataset.train-size", "4096", "--epochs", "4"]
+def sort_flags() -> list[str]:
+  """The sorting ablation's preset and overrides as `bll-train` flags."""
+  sort = configs.load("ablation_sort")
+  out = ["--preset", sort["preset"]]
+  for name, value in sort["overrides"].items():
+    out += [f"--{name.replace('_', '-')}", overrides_lib.value_text(value)]
+  return out
 
 
 def probe(engine, state, batch, key) -> list[dict]:
@@ -50,7 +56,7 @@ def probe(engine, state, batch, key) -> list[dict]:
     eta = etas[k]
     loss = losses.local_loss(
         latent.family, eta, fb[k], batch["labels"],
-        temperature=engine._temperature(k, eta),
+        temperature=engine.score_temperature(k, eta),
         position_ndim=latent.position_ndim)
     rows.append({"rms": _rms(eta), "feedback_rms": _rms(fb[k]),
                  "local_loss": float(weighted_mean(loss, batch["weights"]))})
@@ -62,21 +68,21 @@ def _rms(x) -> float:
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(prog="python -m experiments.depth_probe",
+                                   description=__doc__.splitlines()[0])
   parser.add_argument("--steps", type=int, default=32,
                       help="the second probe's step (the first is at 0)")
   parser.add_argument("--out", default="", help="also write JSON here")
   parser.add_argument("flags", nargs="*",
                       help="bll-train flags after `--` (default: sorting)")
   args = parser.parse_args(argv)
-  flags = args.flags or SORT
-  if args.flags and "--preset" not in args.flags:
-    flags = SORT + args.flags
+  flags = args.flags
+  if "--preset" not in flags:
+    flags = sort_flags() + flags
   if args.steps < 1:
     parser.error(f"--steps must be at least 1, got {args.steps}")
-  config, _ = cli.config_from_args(flags + ["--progress", "false"])
-  del config.print_config
-  run = train.prepare(config)
+  config, _, _ = flags_lib.config_from_args(flags + ["--progress", "false"])
+  run = training.prepare(config)
   engine, batch_size = run.engine, int(config.batch_size)
   if engine.feedback is None:
     raise SystemExit("the probe needs block-local learning with a feedback "
@@ -89,13 +95,12 @@ def main(argv=None):
   state = engine.init(key, held_out["inputs"])
   report = {"flags": flags, "num_classes": run.dataset.info.num_classes,
             "probes": {0: probe(engine, state, held_out, key)}}
-  state = run.parallel.place(state)
+  state = run.runner.place(state)
   for step, batch in enumerate(batches):
     if step == args.steps:
       break
-    state, _ = run.parallel.sync_step(state, batch,
-                                      jax.random.fold_in(key, step))
-  report["probes"][args.steps] = probe(engine, jax.device_get(state),
+    state, _ = run.runner.step(state, batch, jax.random.fold_in(key, step))
+  report["probes"][args.steps] = probe(engine, run.runner.to_host(state),
                                        held_out, key)
   uniform = math.log(report["num_classes"])
   for step, rows in report["probes"].items():

@@ -4,18 +4,19 @@
 #   bash experiments/gpu_rows.sh OUT_DIR [SECONDS]      # default 480 s
 #
 # 1. docs/benchmarks.md's GPU table (skipped with GPU_BENCH=0):
-#    experiments/parallel_benchmark.py at batch 128 (one device, so no
-#    pipeline rows) -> OUT_DIR/parallel/.
+#    `python -m experiments.parallel_benchmark` at batch 128 (one device, so
+#    no pipeline rows) -> OUT_DIR/parallel/.
 # 2. RESULTS.md's GPU experiments (configs with needs = "gpu"; the names in
 #    GPU_EXPERIMENTS, default fashion_mnist_resnet18_gpu), seed after seed,
 #    each seed of every method before the next seed -> JSON files under
 #    OUT_DIR/results/<experiment>/, also packed as OUT_DIR/results.tgz after
 #    every seed (what finished survives a stop at the budget). Unpack into
-#    experiments/results/ and run experiments/make_table.py.
+#    experiments/results/ and run `python -m experiments.make_table`.
 #
-# Runs from the repository root, which must be importable (PYTHONPATH or an
-# installed bll_jax). The compiled programs are cached across the sweep's
-# processes (JAX_COMPILATION_CACHE_DIR): seeds after the first compile little.
+# Runs from the repository root (the scripts run as `python -m experiments.X`;
+# bll_jax is found there or installed). The compiled programs are cached
+# across the sweep's processes (JAX_COMPILATION_CACHE_DIR): seeds after the
+# first compile little.
 set -u -o pipefail
 out=${1:?usage: bash experiments/gpu_rows.sh OUT_DIR [SECONDS]}
 budget=${2:-480}
@@ -36,7 +37,7 @@ left() { echo $((budget - (SECONDS - start))); }
 
 if [[ ${GPU_BENCH:-1} != 0 ]]; then
   echo "== parallel benchmark ($(left) s left)"
-  timeout "$(( $(left) * 2 / 5 ))" $py experiments/parallel_benchmark.py \
+  timeout "$(( $(left) * 2 / 5 ))" $py -m experiments.parallel_benchmark \
     --batch-size "${BENCH_BATCH:-128}" --repeats 20 --out "$out/parallel" \
     ${BENCH_ARGS:-} || echo "parallel benchmark: exit $?"
 fi
@@ -44,7 +45,7 @@ fi
 for seed in ${GPU_SEEDS:-0 1 2}; do
   if (( $(left) < 30 )); then echo "budget spent before seed $seed"; break; fi
   echo "== sweep seed $seed ($(left) s left)"
-  timeout "$(left)" $py experiments/sweep.py $experiments --seeds "$seed" \
+  timeout "$(left)" $py -m experiments.sweep $experiments --seeds "$seed" \
     --results "$results" ${SWEEP_ARGS:-} || echo "sweep seed $seed: exit $?"
   tar czf "$out/results.tgz" -C "$results" .
 done

@@ -1,11 +1,12 @@
-"""What initialising an engine costs to compile on this machine.
+r"""What initialising an engine costs to compile on this machine.
 
-    python experiments/init_compile_cost.py [--leaves 108] [--models mlp-tiny,cnn]
+    python -m experiments.init_compile_cost [--leaves 108] \
+        [--models mlp-tiny,cnn]
 
 1. Compile time of one jitted program that draws `--leaves` normal tensors,
    one per parameter leaf (each its own random kernel), for each PRNG
    implementation (threefry, the default; rbg; unsafe_rbg).
-2. For the `experiments/process_benchmark.py` models: `Engine.init` as it
+2. For the `experiments.process_benchmark` models: `Engine.init` as it
    runs (eagerly, op by op) against `jax.jit(Engine.init)`, each twice in
    one process (bll, then bp): eager ops are compiled once per shape and
    reused, a jitted init is a new program per engine.
@@ -22,14 +23,17 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
 
+from experiments import process_benchmark
+
+# The repository root: where `python -m experiments...` finds the package.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES = ((3, 3, 8, 8), (8,), (64, 10))
 
 
 def draw_cost(leaves: int) -> dict[str, float]:
   """Seconds to compile `leaves` per-leaf normal draws, per PRNG impl."""
-  import jax
   shapes = [SHAPES[i % len(SHAPES)] for i in range(leaves)]
 
   def draws(key):
@@ -47,8 +51,6 @@ def draw_cost(leaves: int) -> dict[str, float]:
 
 def init_cost(model: str, mode: str) -> list[float]:
   """Seconds of `Engine.init` for bll then bp (one process), eager or jit."""
-  import jax
-  from experiments import process_benchmark
   times = []
   for method in ("bll", "bp"):
     engine, batch = process_benchmark.build(model, method)
@@ -60,7 +62,9 @@ def init_cost(model: str, mode: str) -> list[float]:
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(
+      prog="python -m experiments.init_compile_cost",
+      description=__doc__.splitlines()[0])
   parser.add_argument("--leaves", type=int, default=108)
   parser.add_argument("--models", default="mlp-tiny,cnn")
   parser.add_argument("--child", nargs=2, metavar=("MODEL", "MODE"),
@@ -78,8 +82,9 @@ def main(argv=None):
   for model in args.models.split(","):
     for mode in ("eager", "jit"):
       out = subprocess.run(
-          [sys.executable, os.path.abspath(__file__), "--child", model, mode],
-          capture_output=True, text=True, check=True)
+          [sys.executable, "-m", "experiments.init_compile_cost", "--child",
+           model, mode], cwd=ROOT, capture_output=True, text=True,
+          check=True)
       bll, bp = out.stdout.split()[-2:]
       print(f"{model} init, {mode}: first engine (bll) {bll} s, second "
             f"engine (bp) in the same process {bp} s", flush=True)

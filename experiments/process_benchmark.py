@@ -1,10 +1,12 @@
 """Block-local against GPipe backprop on real parallel workers (processes).
 
-    python experiments/process_benchmark.py --out experiments/results/processes
+    python -m experiments.process_benchmark --out experiments/results/processes
 
-Each worker is a process pinned to its own core (`bll_jax.launch`), talking
-through JAX's multi-process runtime (gloo collectives, socket transfers).
-For each model, in one run, examples per second of:
+Run from the repository root: each worker is a process pinned to its own
+core (`bll_jax.cli.launch`, which imports `experiments.process_benchmark`
+there and runs its `worker`), talking through JAX's multi-process runtime
+(gloo collectives, socket transfers). For each model, in one run, examples
+per second of:
 
 1. backprop, one worker (one core);
 2. block-local, one worker, all blocks in turn (and its fused step);
@@ -28,11 +30,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+from jax.experimental import multihost_utils
+
+from bll_jax import models
+from bll_jax.baselines import GPipe
+from bll_jax.cli import launch
+from bll_jax.parallel import MpmdRunner
+from bll_jax.parallel import mesh as mesh_lib
+from bll_jax.parallel import schedule
+from experiments.lib import machine
+from experiments.lib import memory
+from experiments.lib import results as results_lib
+from experiments.lib.models import benchmark_engine
+from experiments.lib.models import random_batch
+from experiments.lib.timing import timed
 
 MODELS = {
     # name: (input shape, model factory args, micro-batch, cut points)
@@ -50,52 +65,25 @@ GPIPE_M = (1, 2, 4, 8)
 
 def build(model: str, method: str):
   """`(engine, micro-batch maker)` for a benchmark model in 4 blocks."""
-  import jax.numpy as jnp
-  import numpy as np
-  import optax
-
-  from bll_jax import blocks
-  from bll_jax import families
-  from bll_jax import models
-  from bll_jax import step
-
   shape, spec, mb, cuts = MODELS[model]
   if spec[0] == "cnn":
     stack = models.cnn(spec[1], spec[2], spec[3], NUM_CLASSES, 2, norm=False,
                        head="pool")
   else:
     stack = models.mlp(spec[1], NUM_CLASSES)
-  engine = step.Engine(
-      stack, blocks.boundaries(len(stack), 4, cuts),
-      [blocks.Latent(families.Gaussian())] * 3, method=method,
-      feedback_mode="chained", num_classes=NUM_CLASSES, input_shape=shape,
-      input_dtype=jnp.float32, tx=optax.adam(1e-3),
-      objective=step.Objective(feedback_loss="discriminative"))
-
-  def batch(i):
-    rng = np.random.default_rng(i)
-    return {"inputs": rng.normal(size=(mb,) + shape).astype(np.float32),
-            "labels": rng.integers(0, NUM_CLASSES, mb).astype(np.int32),
-            "weights": np.ones(mb, np.float32)}
-
-  return engine, batch
+  engine = benchmark_engine(stack, method, NUM_CLASSES, shape, cuts=cuts)
+  return engine, lambda i: random_batch(i, mb, shape, NUM_CLASSES)
 
 
-def _timed(fn, repeats):
-  import jax
-  jax.block_until_ready(fn())
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return min(times)     # best of `repeats`: the least disturbed run
+def first_device_mesh(num_blocks: int):
+  """A mesh of the first device alone (worker 0's, with several)."""
+  return mesh_lib.make_mesh(mesh_lib.MeshSpec(1, 1), num_blocks,
+                            jax.devices()[:1])
 
 
 def measure_single(model: str, repeats: int) -> dict:
-  """One device: bp, bll fused, bll blocks in turn, forward only."""
-  import jax
-
+  """One device: bp, bll fused, bll blocks in turn, forward only (seconds,
+  best of `repeats`)."""
   bll, batch = build(model, "bll")
   bp, _ = build(model, "bp")
   key = jax.random.key(0)
@@ -105,93 +93,150 @@ def measure_single(model: str, repeats: int) -> dict:
   forward = jax.jit(lambda s, x: bp.bp_logits(
       tuple(k.params for k in s.blocks), [k.batch_stats for k in s.blocks],
       x, True, None)[0])
+  # The per-block form of one step on one device: the blocks' own programs
+  # in turn, each block's feedback gradient where it is, one feedback update.
+  in_turn = MpmdRunner(bll, first_device_mesh(bll.num_blocks), "sync",
+                       fused=False)
+  s_in_turn = in_turn.place(s_bll)
   return {
-      "bp_step_s": _timed(lambda: bp.train_step(s_bp, b, key)[1], repeats),
-      "bp_forward_s": _timed(lambda: forward(s_bp, b["inputs"]), repeats),
-      "bll_fused_step_s": _timed(lambda: bll.train_step(s_bll, b, key)[1],
-                                 repeats),
-      "bll_in_turn_step_s": _timed(
-          lambda: bll.train_step_per_block(s_bll, b, key)[1], repeats),
+      "bp_step_s": timed(lambda: bp.train_step(s_bp, b, key)[1], repeats),
+      "bp_forward_s": timed(lambda: forward(s_bp, b["inputs"]), repeats),
+      "bll_fused_step_s": timed(lambda: bll.train_step(s_bll, b, key)[1],
+                                repeats),
+      "bll_in_turn_step_s": timed(
+          lambda: in_turn.step(s_in_turn, b, key)[0], repeats),
   }
 
 
-def _reset_peak_memory() -> None:
-  """Restarts the kernel's peak-RSS count (Linux): the peak that
-  `_peak_memory_mib` reads afterwards leaves out compilation."""
-  try:
-    with open("/proc/self/clear_refs", "w") as f:
-      f.write("5")
-  except OSError:
-    pass
-
-
-def _peak_memory_mib() -> float:
-  """Peak resident memory since the last reset (VmHWM), in MiB."""
-  with open("/proc/self/status") as f:
-    for line in f:
-      if line.startswith("VmHWM:"):
-        return int(line.split()[1]) / 1024
-  raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-class _LiveBytes:
-  """Samples, in a thread, the bytes of the arrays alive on this process's
-  devices; `peak_mib` is the largest sample. It sees what a step keeps
-  between its programs (parameters, optimiser states, activations held for
-  later) but not the temporaries inside one program."""
-
-  def __init__(self, interval_s: float = 0.002):
-    import threading
-    self.interval_s, self.peak, self._stop = interval_s, 0, threading.Event()
-    self._thread = threading.Thread(target=self._run, daemon=True)
-
-  def _sample(self) -> int:
-    import jax
-    total = 0
-    for x in jax.live_arrays():
-      try:
-        total += sum(s.data.nbytes for s in x.addressable_shards)
-      except Exception:          # deleted while we looked
-        pass
-    return total
-
-  def _run(self):
-    while not self._stop.is_set():
-      self.peak = max(self.peak, self._sample())
-      self._stop.wait(self.interval_s)
-
-  def __enter__(self):
-    self._thread.start()
-    return self
-
-  def __exit__(self, *exc):
-    self._stop.set()
-    self._thread.join()
-    self.peak = max(self.peak, self._sample())
-
-  @property
-  def peak_mib(self) -> float:
-    return self.peak / 2 ** 20
-
-
-def _barrier(name):
-  import jax
-  from jax.experimental import multihost_utils
+def barrier(name: str) -> None:
+  """Every worker waits here for the others (nothing with one process)."""
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(name)
 
 
-def worker(argv) -> int:
-  """Runs inside each launched process; process 0 writes the result JSON."""
-  import jax
-  from bll_jax.parallel import mesh as mesh_lib
-  from bll_jax.parallel import gpipe
-  from bll_jax.parallel import mpmd
-  from bll_jax.parallel import schedules
+def local(tree) -> list[jax.Array]:
+  """The arrays of `tree` this process holds (what it can wait on)."""
+  return [x for x in jax.tree.leaves(tree) if x.is_fully_addressable]
 
+
+def measure_pipelined(engine, batch, state, m: int, repeats: int) -> dict:
+  """Block-local `pipelined` over every worker and, in the same processes,
+  the same program on worker 0's core alone (the others idle): timed in
+  turn, so that a slow spell of the machine hits both."""
+  workers = jax.process_count()
+  mb = batch(0)["labels"].shape[0]
+  mesh = mesh_lib.make_mesh(mesh_lib.MeshSpec(1, workers), engine.num_blocks)
+  runners = {workers: MpmdRunner(engine, mesh, "pipelined")}
+  if workers > 1:
+    runners[1] = MpmdRunner(engine, first_device_mesh(engine.num_blocks),
+                            "pipelined")
+  placed = {b: r.place(state) for b, r in runners.items()}
+
+  def run(b, count):
+    """`count` micro-batches through runner `b`; a process that holds none
+    of its devices takes no part (the one-worker runner's others idle)."""
+    if jax.process_index() not in {d.process_index
+                                   for d in runners[b].mesh.devices.flat}:
+      return []
+    keys = [jax.random.key(i) for i in range(count)]
+    out, _ = runners[b].run_epoch(placed[b], (batch(i) for i in range(count)),
+                                  keys)
+    return local(out)
+
+  for b in runners:                          # compile every program
+    jax.block_until_ready(run(b, b + 1))
+  times = {(b, c): [] for b in runners for c in (m, 2 * m)}
+  for r in range(repeats):             # interleaved, best of `repeats`
+    for b, count in times:
+      barrier(f"start-{b}-{count}-{r}")
+      start = time.perf_counter()
+      jax.block_until_ready(run(b, count))
+      barrier(f"end-{b}-{count}-{r}")
+      times[(b, count)].append(time.perf_counter() - start)
+  times = {key: min(t) for key, t in times.items()}
+  result = {}
+  for b in sorted(runners):
+    # Only this runner's state alive: the memory of one configuration.
+    placed.clear()
+    placed[b] = runners[b].place(state)
+    memory.reset_peak_rss()
+    with memory.LiveBytes() as live:
+      jax.block_until_ready(run(b, m))
+    steady = (times[(b, 2 * m)] - times[(b, m)]) / m
+    record = {
+        "micro_batches": 2 * m, "ticks": 2 * m + b - 1,
+        "seconds": times[(b, 2 * m)],
+        # The fill and drain cancel in the difference: the steady tick.
+        "steady_tick_s": steady,
+        "bubble_fraction": schedule.bubble_fraction(2 * m, b),
+        "examples_per_second": 2 * m * mb / times[(b, 2 * m)],
+        "steady_examples_per_second": mb / steady,
+        "max_rss_mib": memory.peak_rss_mib(),
+        "live_mib": live.peak_mib,
+    }
+    if b == workers:
+      result.update(record)
+    else:
+      result["one_worker"] = record
+  result.update(measure_transfer(runners[workers], engine, state, batch(0),
+                                 repeats))
+  return result
+
+
+def measure_transfer(runner, engine, state, batch, repeats: int) -> dict:
+  """The bytes of block 0's output and the seconds to move it from the
+  first stage to the next, alone (the same collective move the pipeline
+  makes; every process takes part)."""
+  h = jax.jit(lambda s, x: engine.block_forward(
+      0, s.params, s.batch_stats, x, True, None).h_out)(
+          state.blocks[0], batch["inputs"])
+  result = {"activation_bytes": int(h.size * h.dtype.itemsize),
+            "transfer_s": 0.0}
+  if jax.process_count() > 1:
+    h = runner.stages.batch_on({"h": jax.device_get(h)}, 0)["h"]
+    jax.block_until_ready(local(runner.transfer.move(h, 0, 1)))
+    barrier("transfer-start")
+    start = time.perf_counter()
+    for _ in range(repeats * 5):
+      jax.block_until_ready(local(runner.transfer.move(h, 0, 1)))
+    barrier("transfer-end")
+    result["transfer_s"] = (time.perf_counter() - start) / (repeats * 5)
+  return result
+
+
+def measure_gpipe(engine, batch, state, m: int, repeats: int) -> dict:
+  """One GPipe backprop step of `m` micro-batches over every worker."""
+  workers = jax.process_count()
+  mb = batch(0)["labels"].shape[0]
+  pipe = GPipe(engine, mesh_lib.make_mesh(mesh_lib.MeshSpec(1, workers),
+                                          engine.num_blocks))
+  placed = pipe.place(state)
+  micro = [batch(i) for i in range(m)]
+  key = jax.random.key(0)
+  jax.block_until_ready(pipe.step(placed, micro, key)[0])
+  memory.reset_peak_rss()
+  steps = []
+  for r in range(repeats):
+    barrier(f"gpipe-start-{r}")
+    start = time.perf_counter()
+    jax.block_until_ready(pipe.step(placed, micro, key)[0])
+    barrier(f"gpipe-end-{r}")
+    steps.append(time.perf_counter() - start)
+  step_s = min(steps)
+  with memory.LiveBytes() as live:
+    jax.block_until_ready(pipe.step(placed, micro, key)[0])
+  return {"live_mib": live.peak_mib, "micro_batches": m, "step_s": step_s,
+          "time_per_micro_batch_s": step_s / m,
+          "bubble_fraction": schedule.bubble_fraction(m, workers),
+          "examples_per_second": m * mb / step_s}
+
+
+def worker(argv) -> int:
+  """Runs inside each launched process; each writes its result JSON."""
   parser = argparse.ArgumentParser()
   parser.add_argument("--model", required=True)
-  parser.add_argument("--mode", required=True)   # single | bll | gpipe
+  parser.add_argument("--mode", required=True,
+                      choices=("single", "bll", "gpipe"))
   parser.add_argument("--m", type=int, default=8)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--out", required=True)
@@ -201,115 +246,22 @@ def worker(argv) -> int:
   if args.mode == "single":
     result.update(measure_single(args.model, args.repeats))
   else:
-    workers = jax.process_count()
     engine, batch = build(args.model, "bll" if args.mode == "bll" else "bp")
-    mesh = mesh_lib.make_mesh(mesh_lib.MeshSpec(1, workers), engine.num_blocks)
     # On the host: only what a runner places counts on its devices.
     state = jax.device_get(engine.init(jax.random.key(0), batch(0)["inputs"]))
-    mb = MODELS[args.model][2]
-    if args.mode == "bll":
-      # The pipeline over all workers and, in the same processes, the same
-      # program on worker 0's core alone (the others idle): timed in turn,
-      # so that a slow spell of the machine hits both.
-      runners = {workers: mpmd.BlockParallel(engine, mesh)}
-      if workers > 1:
-        runners[1] = mpmd.BlockParallel(engine, mesh_lib.make_mesh(
-            mesh_lib.MeshSpec(1, 1), engine.num_blocks, jax.devices()[:1]))
-      placed = {b: r.place(state) for b, r in runners.items()}
-
-      def run(b, count):
-        keys = [jax.random.key(i) for i in range(count)]
-        out, _, _ = runners[b].pipelined(
-            placed[b], (batch(i) for i in range(count)), keys)
-        return [x for x in jax.tree.leaves(out) if x.is_fully_addressable]
-
-      for b in runners:                          # compile every program
-        jax.block_until_ready(run(b, b + 1))
-      times = {(b, c): [] for b in runners for c in (args.m, 2 * args.m)}
-      for r in range(args.repeats):        # interleaved, best of `repeats`
-        for b, count in times:
-          _barrier(f"start-{b}-{count}-{r}")
-          start = time.perf_counter()
-          jax.block_until_ready(run(b, count))
-          _barrier(f"end-{b}-{count}-{r}")
-          times[(b, count)].append(time.perf_counter() - start)
-      times = {key: min(t) for key, t in times.items()}
-      for b in sorted(runners):
-        # Only this runner's state alive: the memory of one configuration.
-        placed.clear()
-        placed[b] = runners[b].place(state)
-        _reset_peak_memory()
-        with _LiveBytes() as live:
-          jax.block_until_ready(run(b, args.m))
-        steady = (times[(b, 2 * args.m)] - times[(b, args.m)]) / args.m
-        record = {
-            "micro_batches": 2 * args.m, "ticks": 2 * args.m + b - 1,
-            "seconds": times[(b, 2 * args.m)],
-            # The fill and drain cancel in the difference: the steady tick.
-            "steady_tick_s": steady,
-            "bubble_fraction": schedules.bubble_fraction(2 * args.m, b),
-            "examples_per_second": 2 * args.m * mb / times[(b, 2 * args.m)],
-            "steady_examples_per_second": mb / steady,
-            "max_rss_mib": _peak_memory_mib(),
-            "live_mib": live.peak_mib,
-        }
-        if b == workers:
-          result.update(record)
-        else:
-          result["one_worker"] = record
-      runner = runners[workers]
-      # One activation from the first stage to the next, alone (the same
-      # collective move the pipeline makes; every process takes part).
-      h = jax.jit(lambda s, x: engine._forward(0, s.params, s.batch_stats, x,
-                                               True, None)[1])(
-          state.blocks[0], batch(0)["inputs"])
-      result["activation_bytes"] = int(h.size * h.dtype.itemsize)
-      if workers > 1:
-        h = runner.batch_on({"h": jax.device_get(h)}, 0)["h"]
-        local = lambda x: [a for a in [x] if a.is_fully_addressable]
-        jax.block_until_ready(local(runner.transfer.move(h, 0, 1)))
-        _barrier("transfer-start")
-        start = time.perf_counter()
-        for _ in range(args.repeats * 5):
-          moved = runner.transfer.move(h, 0, 1)
-          jax.block_until_ready(local(moved))
-        _barrier("transfer-end")
-        result["transfer_s"] = (time.perf_counter() - start) / (
-            args.repeats * 5)
-      else:
-        result["transfer_s"] = 0.0
-    else:
-      pipe = gpipe.GPipe(engine, mesh)
-      placed = pipe.parallel.place(state)
-      micro = [batch(i) for i in range(args.m)]
-      key = jax.random.key(0)
-      jax.block_until_ready(pipe.step(placed, micro, key)[0])
-      _reset_peak_memory()
-      steps = []
-      for r in range(args.repeats):
-        _barrier(f"gpipe-start-{r}")
-        start = time.perf_counter()
-        jax.block_until_ready(pipe.step(placed, micro, key)[0])
-        _barrier(f"gpipe-end-{r}")
-        steps.append(time.perf_counter() - start)
-      step_s = min(steps)
-      with _LiveBytes() as live:
-        jax.block_until_ready(pipe.step(placed, micro, key)[0])
-      result["live_mib"] = live.peak_mib
-      result.update({
-          "micro_batches": args.m, "step_s": step_s,
-          "time_per_micro_batch_s": step_s / args.m,
-          "bubble_fraction": schedules.bubble_fraction(args.m, workers),
-          "examples_per_second": args.m * mb / step_s})
+    measure = measure_pipelined if args.mode == "bll" else measure_gpipe
+    result.update(measure(engine, batch, state, args.m, args.repeats))
   # Peak resident memory of the timed runs (after compilation).
-  result.setdefault("max_rss_mib", _peak_memory_mib())
+  result.setdefault("max_rss_mib", memory.peak_rss_mib())
   with open(f"{args.out}.{jax.process_index()}", "w") as f:
     json.dump(result, f)
   return 0
 
 
-def _launch(processes, model, mode, m, repeats, workdir):
-  from bll_jax import launch
+def run_workers(processes: int, model: str, mode: str, m: int, repeats: int,
+                workdir: str) -> dict:
+  """`worker` in `processes` launched processes; their results merged
+  (memory: a list with one value per worker)."""
   out = os.path.join(workdir, f"{model}-{mode}-{m}-{processes}")
   status = launch.launch(
       processes, ["--model", model, "--mode", mode, "--m", str(m),
@@ -350,7 +302,9 @@ def cost_model(single: dict, t_bll: float, transfer_s: float, workers: int,
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(
+      prog="python -m experiments.process_benchmark",
+      description=__doc__.splitlines()[0])
   parser.add_argument("--models", default=",".join(MODELS))
   parser.add_argument("--workers", type=int, default=2)
   parser.add_argument("--micro-batches", type=int, default=16)
@@ -360,25 +314,23 @@ def main(argv=None):
   parser.add_argument("--out", default="experiments/results/processes")
   args = parser.parse_args(argv)
   gpipe_m = [int(m) for m in args.gpipe_m.split(",")]
-  os.makedirs(args.out, exist_ok=True)
   workdir = tempfile.mkdtemp(prefix="bll-processes-")
   report = {"machine": {"cores": len(os.sched_getaffinity(0)),
-                        "cpu": _cpu_name()}, "results": {}}
+                        "cpu": machine.cpu_name()}, "results": {}}
   for model in args.models.split(","):
     print(f"{model}: one worker ...", flush=True)
-    r = {"single": _launch(1, model, "single", 1, args.repeats, workdir)}
+    r = {"single": run_workers(1, model, "single", 1, args.repeats, workdir)}
     print(f"{model}: block-local pipelined on {args.workers} workers and on "
-          "one ...",
-          flush=True)
-    r["bll_pipelined"] = _launch(args.workers, model, "bll",
-                                 args.micro_batches, args.repeats, workdir)
+          "one ...", flush=True)
+    r["bll_pipelined"] = run_workers(args.workers, model, "bll",
+                                     args.micro_batches, args.repeats, workdir)
     # The same program on one worker, timed in the same processes.
     r["bll_pipelined_1"] = r["bll_pipelined"].get("one_worker",
                                                   r["bll_pipelined"])
     for m in gpipe_m:
       print(f"{model}: GPipe M={m} on {args.workers} workers ...", flush=True)
-      r[f"gpipe_m{m}"] = _launch(args.workers, model, "gpipe", m,
-                                 args.repeats, workdir)
+      r[f"gpipe_m{m}"] = run_workers(args.workers, model, "gpipe", m,
+                                     args.repeats, workdir)
     print(f"{model}: all cores, one process ...", flush=True)
     r["all_cores"] = measure_single(model, args.repeats)
     mb = MODELS[model][2]
@@ -389,32 +341,20 @@ def main(argv=None):
                        for b in (1, 2, 4, 8, 16, 32, 64)}
     r["micro_batch"] = mb
     report["results"][model] = r
-  with open(os.path.join(args.out, "process_benchmark.json"), "w") as f:
-    json.dump(report, f, indent=2)
   text = markdown(report, args.workers)
-  with open(os.path.join(args.out, "process_benchmark.md"), "w") as f:
-    f.write(text + "\n")
+  results_lib.write_report(args.out, "process_benchmark", report, text)
   plot(report, os.path.join(args.out, "throughput.png"))
   print(text)
 
 
-def _cpu_name() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return "unknown CPU"
-
-
-def _gpipe_tried(r: dict) -> list[int]:
+def gpipe_tried(r: dict) -> list[int]:
   """The GPipe micro-batch counts measured for one model, ascending."""
   return sorted(int(k[len("gpipe_m"):]) for k in r if k.startswith("gpipe_m"))
 
 
 def markdown(report: dict, workers: int) -> str:
+  """Per model: every run's throughput, transfer share, bubble and memory;
+  the measured speed-up; the cost model's predictions."""
   m = report["machine"]
   lines = [f"Machine: {m['cpu']}, {m['cores']} cores; each worker a process "
            "pinned to one core. Memory per worker: the peak bytes of the "
@@ -444,7 +384,7 @@ def markdown(report: dict, workers: int) -> str:
          f"{bll['transfer_s'] / bll['steady_tick_s']:.2f}",
          f"{bll['bubble_fraction']:.2f} (once per stream)", both(bll)),
     ]
-    tried = _gpipe_tried(r)
+    tried = gpipe_tried(r)
     for k in tried:
       g = r[f"gpipe_m{k}"]
       share = 2 * bll["transfer_s"] * (k + workers - 1) / g["step_s"]
@@ -494,6 +434,7 @@ def markdown(report: dict, workers: int) -> str:
 
 
 def plot(report: dict, path: str) -> None:
+  """Examples/s against workers: the cost model and the measured points."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -502,7 +443,7 @@ def plot(report: dict, path: str) -> None:
                            figsize=(5 * len(report["results"]), 4))
   axes = axes if hasattr(axes, "__len__") else [axes]
   for ax, (model, r) in zip(axes, report["results"].items()):
-    last = _gpipe_tried(r)[-1]
+    last = gpipe_tried(r)[-1]
     workers = [int(b) for b in r["cost_model"]]
     ax.plot(workers, [r["cost_model"][str(b)]["bll"] for b in workers], "-",
             label="block-local pipelined (model)")

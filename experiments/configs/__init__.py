@@ -1,12 +1,16 @@
-"""One config per experiment, for `experiments/sweep.py` and `make_table.py`.
+"""One config per experiment, for `experiments.sweep` and `make_table`.
 
-An experiment is a `bll-train` preset, flags shared by its runs, the methods
-compared (each a list of extra flags, from `METHODS`; an ablation lists its
-own `variants`) and the seeds. Every run writes its `summary.json` to
-`experiments/results/<experiment>/<label>-seed<S>.json`. Experiments that need data this workplace cannot download have
+An experiment is a `bll-train` preset, overrides of config fields shared by
+its runs (`{dotted field: value}`, as `bll_jax.config.from_overrides` takes
+them), the runs compared (each an overrides dict too: a method of `METHODS`,
+or an ablation's own `variants`) and the seeds. Every run writes its
+`summary.json` to `experiments/results/<experiment>/<label>-seed<S>.json`;
+what the runs show is prose in `experiments/notes/<experiment>.md` (after
+new runs, rebuild `RESULTS.md` and check that it still holds).
+Experiments that need data this workplace cannot download have
 `run_here = False` and the reason (`why_not`); those sized for an accelerator
-also name the JAX backend that runs them (`needs = "gpu"`). Their configs are smoke-tested on
-`tfds.testing.mock_data` (`tests/test_experiments.py`).
+also name the JAX backend that runs them (`needs = "gpu"`). Their configs are
+checked against the config schema by `tests/test_make_table.py`.
 """
 
 from __future__ import annotations
@@ -14,24 +18,24 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-# method label -> bll-train flags (on top of the experiment's).
+# Method label -> overrides (on top of the experiment's).
 METHODS = {
-    "bp": ["--method", "bp"],
-    "bll": [],                                    # Gaussian, chained, discriminative
-    "bll-direct": ["--feedback", "direct"],
+    "bp": {"method": "bp"},
+    "bll": {},                      # Gaussian, chained, discriminative
+    "bll-direct": {"feedback": "direct"},
     # The sorting temperature chosen on validation (ablation_sort_validation).
-    "bll-temperature-5": ["--temperature", "5"],
-    "bll-bootstrapped": ["--feedback", "bootstrapped"],
-    "bll-bernoulli": ["--family", "bernoulli"],
-    "bll-categorical": ["--family", "categorical", "--group-size", "4"],
-    "bll-learned-variance": ["--family", "gaussian_learned_variance"],
+    "bll-temperature-5": {"temperature": 5.0},
+    "bll-bootstrapped": {"feedback": "bootstrapped"},
+    "bll-bernoulli": {"family": "bernoulli"},
+    "bll-categorical": {"family": "categorical", "group_size": 4},
+    "bll-learned-variance": {"family": "gaussian_learned_variance"},
     # Each hidden block's temperature set from its scores' spread at init.
-    "bll-calibrated": ["--temperature-calibration", "init"],
-    "drtp": ["--method", "drtp"],
-    "local": ["--method", "local"],
-    "authors": ["--recipe", "authors"],
-    "authors+fixes": ["--recipe", "authors", "--authors.similarity-pulls",
-                      "true", "--authors.train-auxiliary", "true"],
+    "bll-calibrated": {"temperature_calibration": "init"},
+    "drtp": {"method": "drtp"},
+    "local": {"method": "local"},
+    "authors": {"recipe": "authors"},
+    "authors+fixes": {"recipe": "authors", "authors.similarity_pulls": True,
+                      "authors.train_auxiliary": True},
 }
 
 CLASSIFICATION = ("bp", "bll", "bll-direct", "bll-bootstrapped",
@@ -53,17 +57,24 @@ def names() -> list[str]:
 
 
 def load(name: str) -> dict:
-  """The `EXPERIMENT` dict of `experiments/configs/<name>.py`."""
+  """The `EXPERIMENT` dict of `experiments/configs/<name>.py`, completed.
+
+  Adds the defaults (`seeds`, `overrides`, `run_here`, `needs`, `metrics`),
+  the `name`, and `runs`: label -> that run's overrides.
+
+  Raises:
+    ValueError: an unknown experiment, or a method not in `METHODS`.
+  """
   if name not in names():
     raise ValueError(f"experiment must be one of {names()}, got {name!r}")
   experiment = dict(importlib.import_module(f"{__name__}.{name}").EXPERIMENT)
   experiment.setdefault("seeds", (0, 1, 2))
-  experiment.setdefault("flags", [])
+  experiment.setdefault("overrides", {})
   experiment.setdefault("run_here", True)
   experiment.setdefault("needs", None)     # e.g. "gpu": runs on that backend
   experiment.setdefault("metrics", ("test_accuracy",))
   experiment["name"] = name
-  if "variants" in experiment:     # an ablation: its own labelled flags
+  if "variants" in experiment:     # an ablation: its own labelled overrides
     experiment["runs"] = dict(experiment["variants"])
   else:
     unknown = set(experiment["methods"]) - set(METHODS)

@@ -4,7 +4,7 @@ from experiments.configs import LARGE
 EXPERIMENT = {
     "title": "CIFAR-10, ResNet-50, 4 blocks, 100 epochs",
     "preset": "cifar10_resnet18",
-    "flags": ["--model.name", "resnet50", "--cuts", "4,8,14"],
+    "overrides": {"model.name": "resnet50", "cuts": (4, 8, 14)},
     "methods": LARGE,
     "run_here": False,
     "why_not": "CIFAR-10 comes from tensorflow-datasets (download), and 100 "

@@ -12,8 +12,8 @@ from experiments.configs import LARGE
 EXPERIMENT = {
     "title": "ImageNet, ResNet-50, TPU v4-32 pod slice, global batch 1024",
     "preset": "imagenet_resnet50",
-    "flags": ["--mesh", "data=4,block=4", "--distributed", "true",
-              "--batch-size", "1024", "--lr", "0.4", "--warmup-epochs", "5"],
+    "overrides": {"mesh": "data=4,block=4", "distributed": True,
+                  "batch_size": 1024, "lr": 0.4, "warmup_epochs": 5.0},
     "methods": LARGE,
     "seeds": (0,),
     "run_here": False,

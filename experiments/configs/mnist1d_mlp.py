@@ -4,6 +4,6 @@ from experiments.configs import CLASSIFICATION
 EXPERIMENT = {
     "title": "MNIST-1D, MLP 40-256-256-256-10, 4 blocks",
     "preset": "mnist1d",
-    "flags": ["--model.name", "mlp", "--model.widths", "256,256,256"],
+    "overrides": {"model.name": "mlp", "model.widths": (256, 256, 256)},
     "methods": CLASSIFICATION,
 }

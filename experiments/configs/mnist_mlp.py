@@ -4,7 +4,7 @@ from experiments.configs import CLASSIFICATION
 EXPERIMENT = {
     "title": "MNIST, MLP 784-512-512-512-10, 4 blocks",
     "preset": "fashion_mnist_mlp",
-    "flags": ["--dataset.name", "mnist", "--dataset.source", "tfds"],
+    "overrides": {"dataset.name": "mnist", "dataset.source": "tfds"},
     "methods": CLASSIFICATION,
     "run_here": False,
     "why_not": "MNIST comes from tensorflow-datasets, which needs a download",

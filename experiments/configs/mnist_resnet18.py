@@ -4,7 +4,7 @@ from experiments.configs import LARGE
 EXPERIMENT = {
     "title": "MNIST, ResNet-18, 4 blocks",
     "preset": "fashion_mnist_resnet18",
-    "flags": ["--dataset.name", "mnist", "--dataset.source", "tfds"],
+    "overrides": {"dataset.name": "mnist", "dataset.source": "tfds"},
     "methods": LARGE,
     "run_here": False,
     "why_not": "MNIST comes from tensorflow-datasets, which needs a download",
