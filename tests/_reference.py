@@ -37,6 +37,18 @@ def categorical_log_prob(states, eta, group_size):
   return states @ log_probs
 
 
+def normal_logpdf(z, mu, sd):
+  """log N(z; mu, sd^2), the textbook formula (scipy.stats.norm.logpdf to
+  round-off, without its per-call overhead: quad calls it thousands of
+  times)."""
+  return -0.5 * ((z - mu) / sd) ** 2 - np.log(sd) - 0.5 * np.log(2 * np.pi)
+
+
+def normal_pdf(z, mu, sd):
+  """N(z; mu, sd^2)."""
+  return np.exp(normal_logpdf(z, mu, sd))
+
+
 def gaussian_integral(fn, mu, sd):
   """int fn(z) dz over a window of +-20 sd around mu (quad, tight tolerance)."""
   value, _ = integrate.quad(fn, mu - 20 * sd, mu + 20 * sd, epsabs=1e-13,

@@ -8,12 +8,12 @@ import pytest
 
 from bll_jax import blocks
 from bll_jax import calibration
-from bll_jax import configs
+from bll_jax import config as config_lib
+from bll_jax import engine as engine_lib
 from bll_jax import families
 from bll_jax import losses
 from bll_jax import models
-from bll_jax import step
-from bll_jax import train
+from bll_jax import training
 
 NUM_CLASSES = 5
 MLP = models.mlp((16, 16, 16), NUM_CLASSES)
@@ -24,11 +24,11 @@ CNN = models.cnn((4, 8), (3, 3), (1, 2), NUM_CLASSES, 1)
 def _engine(stack, shape, family=families.Gaussian(), feedback="chained",
             method="bll", **objective):
   edges = blocks.boundaries(len(stack), 3)
-  return step.Engine(
+  return engine_lib.Engine(
       stack, edges, [blocks.Latent(family)] * (len(edges) - 2),
       method=method, feedback_mode=feedback, num_classes=NUM_CLASSES,
       input_shape=shape, input_dtype=jnp.float32, tx=optax.adam(1e-3),
-      objective=step.Objective(**objective))
+      objective=engine_lib.Objective(**objective))
 
 
 def _batch(shape, n=32, seed=0):
@@ -106,25 +106,25 @@ def test_scores_that_do_not_vary_have_no_scale():
 
 
 def test_an_engine_with_block_temperatures_uses_each_in_its_loss():
+  """Each hidden block's step scores with its own temperature."""
   batch, key = _batch((12,)), jax.random.key(1)
   temperatures = (0.5, 3.0)
   engine = _engine(MLP, (12,), temperature=temperatures)
-  state = engine.init(jax.random.key(0), batch["inputs"])
-  etas = engine.forward_train(state, batch["inputs"], key)
-  fb = engine.feedback_forward(state.feedback.params, etas)
-  for k, t in enumerate(temperatures):
-    loss, _ = engine._block_objective(k, etas[k], fb[k], batch["labels"],
-                                      batch["weights"])
-    expected = step.weighted_mean(
-        losses.local_loss("gaussian", etas[k], fb[k], batch["labels"],
-                          temperature=t), batch["weights"])
-    np.testing.assert_allclose(loss, expected, rtol=1e-6)
-  # and the two blocks really differ from one shared temperature
   shared = _engine(MLP, (12,), temperature=0.5)
-  loss_shared, _ = shared._block_objective(1, etas[1], fb[1], batch["labels"],
-                                           batch["weights"])
-  assert not np.isclose(loss_shared, engine._block_objective(
-      1, etas[1], fb[1], batch["labels"], batch["weights"])[0])
+  state = engine.init(jax.random.key(0), batch["inputs"])
+  fb = engine.feedback_forward(state.feedback.params, None)
+  h = batch["inputs"]
+  for k, t in enumerate(temperatures):
+    args = (fb[k], batch["labels"], batch["weights"], key)
+    _, h_next, eta, metrics = engine.block_step(k)(state.blocks[k], h, *args)
+    expected = engine_lib.weighted_mean(
+        losses.local_loss("gaussian", eta, fb[k], batch["labels"],
+                          temperature=t), batch["weights"])
+    np.testing.assert_allclose(metrics["loss"], expected, rtol=1e-6)
+    # and the two blocks really differ from one shared temperature
+    _, _, _, shared_metrics = shared.block_step(k)(state.blocks[k], h, *args)
+    assert np.isclose(shared_metrics["loss"], metrics["loss"]) == (t == 0.5)
+    h = h_next
 
 
 @pytest.mark.parametrize("temperature,match", [
@@ -153,21 +153,21 @@ def test_backprop_has_nothing_to_calibrate():
     ({"temperature_calibration": "always"}, "must be one of"),
 ])
 def test_the_config_refuses_calibration_it_cannot_do(fields, match):
-  config = configs.get_config("mnist1d")
+  config = config_lib.get_config("mnist1d")
   config.temperature_calibration = "init"
   config.update(fields)
-  with pytest.raises(train.ConfigError, match=match):
-    train.prepare(config)
+  with pytest.raises(training.ConfigError, match=match):
+    training.prepare(config)
 
 
 def test_a_calibrated_run_records_its_block_temperatures(tmp_path):
-  config = configs.get_config("mnist1d")
+  config = config_lib.get_config("mnist1d")
   config.update({"mesh": "data=1", "blocks": 3, "batch_size": 50,
                  "steps": 3, "progress": False, "temperature": 2.0,
                  "temperature_calibration": "init"})
   config.model.name, config.model.widths = "mlp", (32, 32)
-  run = train.prepare(config)
-  summary = train.train_and_evaluate(config, str(tmp_path))
+  run = training.prepare(config)
+  summary = training.train_and_evaluate(config, str(tmp_path))
   # Recomputed independently: the training run's own init (from a zeros
   # sample, as train_and_evaluate does), its step-0 key, its first batch.
   batch = calibration.first_batch(run.dataset, 50, 0)

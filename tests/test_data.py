@@ -228,7 +228,8 @@ def test_mnist1d_matches_the_package_and_visits_each_example_once(
   np.testing.assert_array_equal(epoch["weights"], 1.0)
 
 
-def test_mnist1d_leaves_the_global_random_states_alone():
+def test_mnist1d_leaves_the_global_random_states_alone(tmp_path, monkeypatch):
+  monkeypatch.setenv(mnist1d_source.CACHE_ENV, str(tmp_path))   # generate
   mnist1d_source._generate.cache_clear()
   np.random.seed(123)
   random.seed(456)
@@ -238,6 +239,31 @@ def test_mnist1d_leaves_the_global_random_states_alone():
   data.load("mnist1d", num_samples=100)
   assert np.array_equal(np.random.random(3), numpy_before)
   assert random.random() == python_before
+
+
+def test_mnist1d_is_generated_once_into_its_cache_and_read_back(
+    tmp_path, monkeypatch):
+  monkeypatch.setenv(mnist1d_source.CACHE_ENV, str(tmp_path))
+  mnist1d_source._generate.cache_clear()
+  generated = data.load("mnist1d", num_samples=100)
+  files = list(tmp_path.glob("mnist1d-*.npz"))
+  assert len(files) == 1
+  mnist1d_source._generate.cache_clear()
+  read = data.load("mnist1d", num_samples=100)
+  for a, b in zip(_concat(list(generated.test_batches(20))).values(),
+                  _concat(list(read.test_batches(20))).values()):
+    np.testing.assert_array_equal(a, b)
+  # A damaged cache file is generated anew (and replaced), never trusted.
+  whole = files[0].read_bytes()
+  for damaged in (b"not an npz file", whole[:len(whole) // 2]):
+    files[0].write_bytes(damaged)
+    mnist1d_source._generate.cache_clear()
+    again = data.load("mnist1d", num_samples=100)
+    np.testing.assert_array_equal(
+        _concat(list(again.test_batches(20)))["inputs"],
+        _concat(list(read.test_batches(20)))["inputs"])
+    assert files[0].read_bytes() == whole
+  mnist1d_source._generate.cache_clear()
 
 
 # -------------------------------------------------------------------- idx
@@ -433,8 +459,8 @@ def test_validation_split_holds_out_a_fixed_tenth_of_training():
 
 
 def test_the_config_evaluates_mnist1d_on_held_out_training_examples():
-  from bll_jax import configs
-  from bll_jax import experiment
+  from bll_jax import config as configs
+  from bll_jax.training import build as experiment
   config = configs.get_config("mnist1d")
   test = experiment.load_dataset(config)
   config.dataset.eval_split = "validation"
@@ -448,7 +474,7 @@ def test_the_config_evaluates_mnist1d_on_held_out_training_examples():
   config.dataset.eval_split = "train"
   with pytest.raises(ValueError, match="eval_split must be one of "
                      r"\['test', 'validation'\], got 'train'"):
-    experiment.check(config)
+    configs.check(config)
 
 
 # ----------------------------------------------------------------- load()

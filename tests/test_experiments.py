@@ -1,4 +1,10 @@
-"""The experiment scripts run (tiny sizes): they cannot rot unnoticed."""
+"""The experiment scripts run (tiny sizes): they cannot rot unnoticed.
+
+The scripts that start processes or need devices of their own, and the
+sweep with its table end to end, run as `python -m experiments.<name>` from
+the repository root, as their users run them; the others are called in this
+process.
+"""
 
 import json
 import os
@@ -11,16 +17,25 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+def run_module(name, *args, env=None):
+  """`python -m experiments.<name> ARGS` from the repository root."""
+  return subprocess.run([sys.executable, "-m", f"experiments.{name}", *args],
+                        cwd=ROOT, env=env, capture_output=True, text=True,
+                        timeout=600)
+
+
 def test_parallel_benchmark_runs_and_reports_both_methods(tmp_path):
+  """The short form: the Transformer with 4 layers (the benchmark's has 8)
+  on 4 fake devices, tiny batches, one timed repetition."""
   env = {**os.environ, "JAX_NUM_CPU_DEVICES": "4"}
-  out = subprocess.run(
-      [sys.executable, "experiments/parallel_benchmark.py", "--models",
-       "transformer", "--batch-size", "2", "--seq-len", "8", "--repeats", "1",
-       "--micro-batches", "3", "--out", str(tmp_path)],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  out = run_module("parallel_benchmark", "--models", "transformer",
+                   "--layers", "4", "--batch-size", "2", "--seq-len", "8",
+                   "--repeats", "1", "--micro-batches", "3", "--out",
+                   str(tmp_path), env=env)
   assert out.returncode == 0, out.stderr[-2000:]
   report = json.loads((tmp_path / "parallel_benchmark.json").read_text())
   (result,) = report["results"]
+  assert result["layers"] == 4 and result["cuts"] == [2, 3, 4]
   memory, times, pipe = result["memory"], result["time"], result["pipeline"]
   assert len(memory["bll_block_temp_bytes"]) == 4
   assert 0 < memory["bll_max_block_over_bp"] < 1     # a block needs less
@@ -31,14 +46,12 @@ def test_parallel_benchmark_runs_and_reports_both_methods(tmp_path):
 
 
 def test_process_benchmark_runs_every_configuration(tmp_path):
-  """The short form of `experiments/process_benchmark.py`: real worker
+  """The short form of `python -m experiments.process_benchmark`: real worker
   processes, one core each; what it measures is checked for shape and
   sense, not speed (CI's two cores are shared)."""
-  out = subprocess.run(
-      [sys.executable, "experiments/process_benchmark.py", "--models",
-       "mlp-tiny", "--micro-batches", "4", "--repeats", "1", "--gpipe-m", "2",
-       "--out", str(tmp_path)],
-      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  out = run_module("process_benchmark", "--models", "mlp-tiny",
+                   "--micro-batches", "4", "--repeats", "1", "--gpipe-m", "2",
+                   "--out", str(tmp_path))
   assert out.returncode == 0, out.stderr[-3000:]
   report = json.loads((tmp_path / "process_benchmark.json").read_text())
   r = report["results"]["mlp-tiny"]
@@ -51,25 +64,37 @@ def test_process_benchmark_runs_every_configuration(tmp_path):
     assert all(v > 0 for v in run["live_mib"] + run["max_rss_mib"])
   assert all(t > 0 for t in (one["seconds"], bll["seconds"],
                              gpipe["step_s"], bll["transfer_s"]))
+  for single in (r["single"], r["all_cores"]):    # one worker, every core
+    assert all(single[name] > 0 for name in (
+        "bp_step_s", "bp_forward_s", "bll_fused_step_s", "bll_in_turn_step_s"))
+  assert r["single"]["processes"] == 1
   assert set(r["cost_model"]) == {"1", "2", "4", "8", "16", "32", "64"}
   text = (tmp_path / "process_benchmark.md").read_text()
   assert "block-local pipelined, 2 workers" in text and "GPipe" in text
   assert (tmp_path / "throughput.png").stat().st_size > 1000
 
 
-def test_compare_writes_one_json_per_run_and_a_table(tmp_path):
-  out = subprocess.run(
-      [sys.executable, "experiments/compare.py", "--preset", "mnist1d",
-       "--methods", "bp,bll", "--seeds", "0", "--set", "steps=20", "--set",
-       "mesh=data=1", "--out", str(tmp_path)],
-      cwd=ROOT, capture_output=True, text=True, timeout=600)
+def test_sweep_trains_and_make_table_reads_the_run(tmp_path):
+  """One real run of the sweep (4 steps of a small MLP), then its table."""
+  results = tmp_path / "results"
+  out = run_module("sweep", "mnist1d_mlp", "--methods", "bll", "--seeds", "1",
+                   "--set", "steps=4", "--set", "model.widths=16,16,16",
+                   "--set", "mesh=data=1", "--results", str(results))
   assert out.returncode == 0, out.stderr[-2000:]
-  for method in ("bp", "bll"):
-    summary = json.loads(
-        (tmp_path / f"mnist1d-{method}-seed0.json").read_text())
-    assert summary["method"] == method and summary["steps"] == 20
-  table = (tmp_path / "mnist1d.md").read_text()
-  assert "| bp | 1 |" in table and "| bll | 1 |" in table
+  assert "mnist1d_mlp | bll | seed 1: test accuracy " in out.stdout
+  summary = json.loads((results / "mnist1d_mlp" / "bll-seed1.json").read_text())
+  assert summary["overrides"] == {
+      "model.name": "mlp", "model.widths": [16, 16, 16], "seed": 1,
+      "progress": False, "steps": 4, "mesh": "data=1"}
+  assert summary["steps"] == 4 and summary["seed"] == 1
+  assert summary["config"]["model"]["widths"] == [16, 16, 16]
+  table = tmp_path / "RESULTS.md"
+  out = run_module("make_table", "--results", str(results), "--out",
+                   str(table))
+  assert out.returncode == 0, out.stderr[-2000:]
+  (row,) = [line for line in table.read_text().splitlines()
+            if line.startswith("| bll | 1 | ")]
+  assert f"| {summary['test_accuracy']:.4f} |" in row
 
 
 def test_init_compile_cost_times_each_prng_and_refuses_no_leaves():

@@ -1,11 +1,13 @@
-"""`experiments/make_table.py` and `experiments/sweep.py` on fabricated runs.
+"""`experiments.make_table`, `experiments.sweep` and the experiment configs
+on fabricated runs.
 
 Nothing trains and nothing compiles: `make_table` reads run JSONs written
 into `tmp_path` by the tests; `sweep.main` runs with `sweep.run` replaced by
 a fake that records its calls and writes the JSON a real run would (so the
 sweep's resuming is exercised); `sweep.run` itself runs once with
-`train.train_and_evaluate` replaced. Expected numbers are computed here with
-`statistics` or written out by hand.
+`training.train_and_evaluate` replaced. Expected numbers are computed here
+with `statistics` or written out by hand. (`tests/test_experiments.py` runs
+one real sweep.)
 """
 
 import json
@@ -15,9 +17,12 @@ import statistics
 
 import pytest
 
+from bll_jax import config as config_lib
 from experiments import configs
 from experiments import make_table
 from experiments import sweep
+from experiments.lib import overrides
+from experiments.lib import results as results_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MACHINE = {"platform": "Linux", "processor": "x86_64", "cpu_count": 2,
@@ -49,7 +54,7 @@ def _write(results, experiment, label, accuracies, **fields):
   """
   for seed, accuracy in enumerate(accuracies):
     per_seed = {k: v[seed] for k, v in fields.items()}
-    path = sweep.result_path(experiment, label, seed, str(results))
+    path = results_lib.result_path(experiment, label, seed, str(results))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
       json.dump(_summary(label, accuracy, seed, **per_seed), f)
@@ -303,15 +308,25 @@ def test_main_writes_every_section_and_the_plots(tmp_path, capsys):
       + ["The authors' recipe: gradient share of its loss terms"])
   for name in configs.names():
     experiment = configs.load(name)
-    assert f"`experiments/configs/{name}.py`; preset " in text
+    assert (f"`experiments/configs/{name}.py`; preset `{experiment['preset']}`"
+            f", overrides `{overrides.describe(experiment['overrides'])}`; "
+            "seeds ") in text
     if not experiment["run_here"]:
       assert f"not run here: {experiment['why_not']}" in text
+  assert ("`experiments/configs/fashion_mnist_resnet18.py`; preset "
+          "`fashion_mnist_resnet18`, overrides `model.width=16 "
+          "dataset.train_examples=12000 epochs=4`; seeds 0, 1, 2.") in lines
+  assert ("`experiments/configs/mnist1d_cnn.py`; preset `mnist1d`, overrides "
+          "`(none)`; seeds 0, 1, 2.") in lines
   assert "| bll, grid 2 | 1 | 0.8400 | " in text
   assert "| bll, grid 0 (one prototype per channel) | 0 | not run yet |" in text
   assert "| term | share |" in text
-  # Notes are shown for experiments with runs only.
-  assert configs.load("mnist1d_cnn")["notes"].strip() in text
-  assert configs.load("ablation_depth")["notes"].strip() not in text
+  # Notes (experiments/notes/<name>.md) are shown for experiments with runs
+  # only, right after their table.
+  notes = make_table.notes("mnist1d_cnn")
+  assert notes.startswith("**Reading it.** With learned variances")
+  assert "\n\n" + notes + "\n\n![mnist1d_cnn]" in text
+  assert make_table.notes("ablation_depth") not in text
   # A plot per experiment with runs, under <results>/plots, linked relative
   # to the output file.
   plots = sorted(p.name for p in (results / "plots").iterdir())
@@ -353,23 +368,24 @@ def test_main_without_runs_draws_nothing(tmp_path):
     ("bll-learned-variance", "bll-learned-variance"),
 ])
 def test_slug(label, expected):
-  assert sweep.slug(label) == expected
+  assert results_lib.slug(label) == expected
 
 
 def test_slugs_are_unique_in_every_experiment():
   """Two labels with one slug would share a file (and `--methods` form)."""
   for name in configs.names():
     labels = list(configs.load(name)["runs"])
-    assert len({sweep.slug(label) for label in labels}) == len(labels), name
+    slugs = {results_lib.slug(label) for label in labels}
+    assert len(slugs) == len(labels), name
 
 
 def test_result_path():
-  assert sweep.result_path("ablation_depth", "temperature 3, decorrelation 1",
-                           2, "/r") == os.path.join(
-                               "/r", "ablation_depth",
-                               "temperature-3-decorrelation-1-seed2.json")
-  assert sweep.RESULTS == str(ROOT / "experiments" / "results")
-  assert sweep.result_path("mnist1d_mlp", "authors+fixes", 0) == str(
+  assert results_lib.result_path(
+      "ablation_depth", "temperature 3, decorrelation 1", 2, "/r") == (
+          os.path.join("/r", "ablation_depth",
+                       "temperature-3-decorrelation-1-seed2.json"))
+  assert results_lib.RESULTS == str(ROOT / "experiments" / "results")
+  assert results_lib.result_path("mnist1d_mlp", "authors+fixes", 0) == str(
       ROOT / "experiments" / "results" / "mnist1d_mlp" /
       "authors+fixes-seed0.json")
 
@@ -381,18 +397,19 @@ def test_result_path():
 def fake_run(monkeypatch):
   """Replaces `sweep.run`; returns the list of its calls.
 
-  Each call is `(experiment name, label, seed, extra flags)`; the fake writes
-  the JSON of the run, as the real one does, so a second sweep resumes.
+  Each call is `(experiment name, label, seed, extra overrides)`; the fake
+  writes the JSON of the run, as the real one does, so a second sweep
+  resumes.
   """
   calls = []
 
-  def run(experiment, label, seed, extra, root=sweep.RESULTS):
-    calls.append((experiment["name"], label, seed, tuple(extra)))
+  def run(experiment, label, seed, extra, root=results_lib.RESULTS):
+    calls.append((experiment["name"], label, seed, dict(extra)))
     summary = {"experiment": experiment["name"], "label": label,
                "test_accuracy": 0.5}
     if "test_exact_match" in experiment["metrics"]:
       summary["test_exact_match"] = 0.25
-    path = sweep.result_path(experiment["name"], label, seed, root)
+    path = results_lib.result_path(experiment["name"], label, seed, root)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
       json.dump(summary, f)
@@ -414,10 +431,10 @@ def test_sweep_methods_by_label_or_slug(tmp_path, fake_run, capsys):
 
   labels = ["temperature 3, decorrelation 1", "temperature 0.3",
             "bll (chained, discriminative)"]
-  assert fake_run == [("ablation_depth", label, seed, ())
+  assert fake_run == [("ablation_depth", label, seed, {})
                       for label in labels for seed in (0, 2)]
   assert _files(tmp_path) == sorted(
-      f"ablation_depth/{sweep.slug(label)}-seed{seed}.json"
+      f"ablation_depth/{results_lib.slug(label)}-seed{seed}.json"
       for label in labels for seed in (0, 2))
   out = capsys.readouterr().out
   assert ("ablation_depth | temperature 3, decorrelation 1 | seed 2: test "
@@ -428,20 +445,56 @@ def test_sweep_methods_by_label_or_slug(tmp_path, fake_run, capsys):
 def test_sweep_defaults_to_every_run_and_seed(tmp_path, fake_run, capsys):
   sweep.main(["seq_reverse_transformer", "--results", str(tmp_path)])
 
-  assert fake_run == [("seq_reverse_transformer", label, seed, ())
+  assert fake_run == [("seq_reverse_transformer", label, seed, {})
                       for label in configs.SEQUENCE for seed in (0, 1, 2)]
   assert ("seq_reverse_transformer | bp | seed 0: test accuracy 0.5000, "
           "exact match 0.2500 (") in capsys.readouterr().out
 
 
-def test_sweep_passes_set_flags_to_every_run(tmp_path, fake_run):
+def test_sweep_passes_set_overrides_to_every_run(tmp_path, fake_run):
   sweep.main(["mnist1d_mlp", "--methods", "bp,bll", "--seeds", "1",
               "--set", "steps=20", "--set", "mesh=data=1",
+              "--set", "model.widths=8,8", "--set", "lr=0.5",
+              "--set", "nesterov=true", "--set", "dataset.train-examples=100",
               "--results", str(tmp_path)])
 
-  extra = ("--steps", "20", "--mesh", "data=1")
+  # Each value has its field's type; a dashed name is the field's.
+  extra = {"steps": 20, "mesh": "data=1", "model.widths": (8, 8), "lr": 0.5,
+           "nesterov": True, "dataset.train_examples": 100}
   assert fake_run == [("mnist1d_mlp", "bp", 1, extra),
                       ("mnist1d_mlp", "bll", 1, extra)]
+  assert [type(v) for v in fake_run[0][3].values()] == [
+      int, str, tuple, float, bool, int]
+
+
+@pytest.mark.parametrize("item, message", [
+    ("nonsense=1", "unknown config field 'nonsense'"),
+    ("steps=many", "steps: expected int, got 'many'"),
+    ("nesterov=maybe", "nesterov: expected true or false, got 'maybe'"),
+    ("model.widths=8,x", "model.widths: expected comma-separated integers"),
+    ("steps", "expected field=value, got 'steps'"),
+])
+def test_sweep_refuses_a_bad_set_before_any_run(tmp_path, fake_run, capsys,
+                                                item, message):
+  with pytest.raises(SystemExit) as exit_info:
+    sweep.main(["mnist1d_mlp", "--set", item, "--results", str(tmp_path)])
+
+  assert exit_info.value.code == 2
+  assert f"--set: {message}" in capsys.readouterr().err
+  assert fake_run == []
+
+
+def test_sweep_refuses_overrides_that_contradict_a_run(tmp_path, fake_run,
+                                                       capsys):
+  # local fixes the family: the whole sweep stops before its first run.
+  with pytest.raises(SystemExit) as exit_info:
+    sweep.main(["mnist1d_mlp", "--methods", "bp,local", "--set",
+                "family=bernoulli", "--results", str(tmp_path)])
+
+  assert exit_info.value.code == 2
+  assert "mnist1d_mlp | local: method 'local' fixes family" in (
+      capsys.readouterr().err)
+  assert fake_run == []
 
 
 @pytest.mark.parametrize("methods, bad", [
@@ -481,7 +534,7 @@ def test_sweep_refuses_an_unknown_experiment_and_all_with_no_such_run(
 
 
 def test_sweep_resumes_and_force_reruns(tmp_path, fake_run):
-  done = pathlib.Path(sweep.result_path("mnist1d_mlp", "bp", 0,
+  done = pathlib.Path(results_lib.result_path("mnist1d_mlp", "bp", 0,
                                         str(tmp_path)))
   done.parent.mkdir(parents=True)
   done.write_text('{"marker": true}')
@@ -490,9 +543,9 @@ def test_sweep_resumes_and_force_reruns(tmp_path, fake_run):
 
   sweep.main(argv)
 
-  assert fake_run == [("mnist1d_mlp", "bp", 1, ()),
-                      ("mnist1d_mlp", "bll", 0, ()),
-                      ("mnist1d_mlp", "bll", 1, ())]
+  assert fake_run == [("mnist1d_mlp", "bp", 1, {}),
+                      ("mnist1d_mlp", "bll", 0, {}),
+                      ("mnist1d_mlp", "bll", 1, {})]
   assert json.loads(done.read_text()) == {"marker": True}
   fake_run.clear()
 
@@ -501,7 +554,7 @@ def test_sweep_resumes_and_force_reruns(tmp_path, fake_run):
   assert fake_run == []
   sweep.main(argv + ["--force"])
 
-  assert fake_run == [("mnist1d_mlp", label, seed, ())
+  assert fake_run == [("mnist1d_mlp", label, seed, {})
                       for label in ("bp", "bll") for seed in (0, 1)]
   assert json.loads(done.read_text())["label"] == "bp"
 
@@ -518,7 +571,7 @@ def test_sweep_refuses_experiments_not_run_here(tmp_path, fake_run, capsys):
   sweep.main(["cifar10_resnet18", "--methods", "bp", "--seeds", "0",
               "--force", "--results", str(tmp_path)])
 
-  assert fake_run == [("cifar10_resnet18", "bp", 0, ())]
+  assert fake_run == [("cifar10_resnet18", "bp", 0, {})]
 
 
 def test_sweep_all_runs_every_experiment_run_here(tmp_path, fake_run):
@@ -528,7 +581,7 @@ def test_sweep_all_runs_every_experiment_run_here(tmp_path, fake_run):
   for name in configs.names():
     experiment = configs.load(name)
     if experiment["run_here"]:
-      expected += [(name, label, 0, ()) for label in experiment["runs"]]
+      expected += [(name, label, 0, {}) for label in experiment["runs"]]
   assert fake_run == expected
   assert {call[0] for call in fake_run} >= {"mnist1d_mlp", "ablation_depth"}
   assert "cifar10_resnet18" not in {call[0] for call in fake_run}
@@ -550,7 +603,7 @@ def test_sweep_runs_gpu_experiments_only_on_a_gpu(tmp_path, fake_run,
   monkeypatch.setattr(sweep.jax, "default_backend", lambda: "gpu")
   sweep.main(["fashion_mnist_resnet18_gpu", "--seeds", "0",
               "--results", str(tmp_path)])
-  assert fake_run == [("fashion_mnist_resnet18_gpu", label, 0, ())
+  assert fake_run == [("fashion_mnist_resnet18_gpu", label, 0, {})
                       for label in experiment["runs"]]
   assert list(experiment["runs"])[:4] == ["bp", "bll", "drtp", "local"]
   fake_run.clear()
@@ -558,16 +611,16 @@ def test_sweep_runs_gpu_experiments_only_on_a_gpu(tmp_path, fake_run,
     sweep.main(["cifar10_resnet18", "--results", str(tmp_path)])
   sweep.main(["--all", "--methods", "bp", "--seeds", "1",
               "--results", str(tmp_path)])
-  assert ("fashion_mnist_resnet18_gpu", "bp", 1, ()) in fake_run
+  assert ("fashion_mnist_resnet18_gpu", "bp", 1, {}) in fake_run
 
 
 def test_machine_cell_names_the_accelerator():
   gpu = dict(MACHINE, backend="gpu", device_kind="NVIDIA H200",
              cpu_count=16, jax="0.11.2")
-  assert make_table._machine({"machine": gpu}) == (
+  assert make_table.machine_cell({"machine": gpu}) == (
       "gpu: NVIDIA H200 (x86_64, 16 CPUs), jax 0.11.2")
   cpu = dict(MACHINE, device_kind="cpu")
-  assert make_table._machine({"machine": cpu}) == MACHINE_CELL
+  assert make_table.machine_cell({"machine": cpu}) == MACHINE_CELL
 
 
 def test_sweep_checks_every_experiment_before_any_run(tmp_path, fake_run):
@@ -582,7 +635,8 @@ def test_sweep_checks_every_experiment_before_any_run(tmp_path, fake_run):
 # sweep.run, with the training replaced
 
 
-def test_run_builds_argv_and_writes_the_summary(tmp_path, monkeypatch):
+def test_run_applies_the_overrides_and_writes_the_summary(tmp_path,
+                                                          monkeypatch):
   seen = {}
 
   def train_and_evaluate(config, workdir):
@@ -591,25 +645,91 @@ def test_run_builds_argv_and_writes_the_summary(tmp_path, monkeypatch):
     return {"method": config.method, "seed": config.seed,
             "test_accuracy": 0.75, "per_block_test_accuracy": [0.5, 0.75]}
 
-  monkeypatch.setattr(sweep.train, "train_and_evaluate", train_and_evaluate)
+  monkeypatch.setattr(sweep.training, "train_and_evaluate",
+                      train_and_evaluate)
   experiment = configs.load("mnist1d_mlp")
 
-  summary = sweep.run(experiment, "drtp", 1, ["--steps", "20"], str(tmp_path))
+  summary = sweep.run(experiment, "drtp", 1, {"steps": 20}, str(tmp_path))
 
-  argv = ["--preset", "mnist1d", "--model.name", "mlp", "--model.widths",
-          "256,256,256", "--method", "drtp", "--seed", "1", "--progress",
-          "false", "--steps", "20"]
+  # The experiment's, the method's, the seed's, then the extra overrides;
+  # tuples written as lists.
   assert summary == {"experiment": "mnist1d_mlp", "label": "drtp",
-                     "argv": argv, "method": "drtp", "seed": 1,
-                     "test_accuracy": 0.75,
+                     "overrides": {"model.name": "mlp",
+                                   "model.widths": [256, 256, 256],
+                                   "method": "drtp", "seed": 1,
+                                   "progress": False, "steps": 20},
+                     "method": "drtp", "seed": 1, "test_accuracy": 0.75,
                      "per_block_test_accuracy": [0.5, 0.75]}
   config = seen["config"]
-  assert (config.method, config.seed, config.steps) == ("drtp", 1, 20)
-  assert list(config.model.widths) == [256, 256, 256]
-  assert "print_config" not in config
+  assert (config.preset, config.method, config.seed, config.steps) == (
+      "mnist1d", "drtp", 1, 20)
+  assert (config.model.name, config.model.widths) == ("mlp", (256, 256, 256))
+  assert config.progress is False
   assert not os.path.exists(seen["workdir"])       # removed after the run
   path = tmp_path / "mnist1d_mlp" / "drtp-seed1.json"
   assert json.loads(path.read_text()) == summary
+
+
+def test_old_runs_with_argv_read_as_new_ones(tmp_path):
+  """Runs written before the configs were overrides have `argv` instead of
+  `overrides`; the table reads both."""
+  _write(tmp_path, "mnist1d_mlp", "bp", [0.70, 0.72],
+         argv=[["--preset", "mnist1d", "--method", "bp", "--seed", str(seed)]
+               for seed in (0, 1)])
+  _write(tmp_path, "mnist1d_mlp", "bll", [0.60],
+         overrides=[{"method": "bll", "seed": 0}])
+  runs = make_table.load_runs(str(tmp_path), "mnist1d_mlp")
+  assert "argv" in runs["bp"][0] and "overrides" in runs["bll"][0]
+
+  lines = make_table.table(configs.load("mnist1d_mlp"), runs)
+
+  assert _row(lines, "| bp |").startswith("| bp | 2 | 0.7100 ± 0.0141 | ")
+  assert _row(lines, "| bll |").startswith("| bll | 1 | 0.6000 | ")
+
+
+# The configs
+
+
+def test_every_run_of_every_experiment_is_a_valid_config():
+  """Each run's overrides name real fields, fit together and pass the
+  checks a run makes before it reads data (`bll_jax.config.check`)."""
+  for name in configs.names():
+    experiment = configs.load(name)
+    for label in experiment["runs"]:
+      config = config_lib.from_overrides(
+          experiment["preset"], sweep.run_overrides(experiment, label, 0, {}))
+      config_lib.check(config)
+      assert config.seed == 0 and config.progress is False, (name, label)
+  # What the overrides say is what the config holds.
+  grid = configs.load("ablation_grid")
+  config = config_lib.from_overrides(grid["preset"], sweep.run_overrides(
+      grid, "drtp, grid 0", 2, {}))
+  assert (config.model.width, config.dataset.train_examples, config.epochs,
+          config.method, config.grid, config.seed) == (16, 12000, 4, "drtp",
+                                                       0, 2)
+
+
+def test_overrides_written_as_text_read_back_the_same():
+  """`describe` writes what `--set` reads: every override of every config
+  (ints, floats, text, booleans, tuples) survives the round trip."""
+  seen = set()
+  for name in configs.names():
+    experiment = configs.load(name)
+    for run in [experiment["overrides"], *experiment["runs"].values()]:
+      if not run:
+        assert overrides.describe(run) == "(none)"
+        continue
+      words = overrides.describe(run).split(" ")
+      assert overrides.parse(words) == run, (name, words)
+      seen |= {type(v) for v in run.values()}
+  assert seen == {int, float, str, bool, tuple}
+
+
+def test_every_notes_file_belongs_to_an_experiment():
+  notes = sorted(p.stem for p in pathlib.Path(make_table.NOTES).glob("*"))
+  assert notes and set(notes) <= set(configs.names())
+  assert all(make_table.notes(name) for name in notes)
+  assert make_table.notes("ablation_calibration_test") == ""   # none
 
 
 def test_per_block_means_skip_missing_blocks_and_seeds():

@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+from tests import conftest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -33,7 +35,8 @@ def test_readme_example_is_the_example_file_and_learns():
   path = ROOT / "experiments" / "plain_jax_loop.py"
   assert example == path.read_text()
   out = subprocess.run([sys.executable, str(path)], capture_output=True,
-                       text=True, timeout=600, cwd=ROOT)
+                       text=True, timeout=600, cwd=ROOT,
+                       env=conftest.compute_env())
   assert out.returncode == 0, out.stderr
   accuracy = float(re.search(r"test accuracy ([0-9.]+)", out.stdout).group(1))
   assert accuracy > 0.35, out.stdout       # chance is 0.10

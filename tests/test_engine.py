@@ -1,4 +1,6 @@
-"""The engine: per-block steps, fused step, locality, bp, special cases."""
+"""bll_jax.engine: per-block steps, fused step, locality, bp, special cases."""
+
+import functools
 
 import flax.linen as nn
 import jax
@@ -11,7 +13,9 @@ from bll_jax import blocks
 from bll_jax import families
 from bll_jax import losses
 from bll_jax import models
-from bll_jax import step
+from bll_jax import engine as engine_lib
+from bll_jax.parallel import reference
+from bll_jax.parallel import schedule
 
 NUM_CLASSES = 5
 
@@ -26,14 +30,22 @@ def _batch(shape, n=16, tokens=False, seed=0):
   return {"inputs": x, "labels": y, "weights": jnp.ones(n)}
 
 
+@functools.cache       # tests with the same engine share its compiled steps
 def _engine(stack, latent, feedback="direct", method="bll", shape=(12,),
             num_blocks=3, cuts=None, dtype=jnp.float32, tx=None, **objective):
   edges = blocks.boundaries(len(stack), num_blocks, cuts)
-  return step.Engine(
+  return engine_lib.Engine(
       stack, edges, [latent] * (len(edges) - 2), method=method,
       feedback_mode=feedback, num_classes=NUM_CLASSES, input_shape=shape,
       input_dtype=dtype, tx=tx or optax.adam(1e-2),
-      objective=step.Objective(**objective))
+      objective=engine_lib.Objective(**objective))
+
+
+def _per_block_step(engine, state, batch, key):
+  """One step as the per-block steps of the sync plan on one stage."""
+  plan = schedule.plan_for("sync", engine.num_blocks, 1)
+  state, (metrics,) = reference.run(engine, state, [batch], [key], plan)
+  return state, metrics
 
 
 def _max_diff(a, b):
@@ -62,9 +74,8 @@ CASES = {
     # parameters per unit, feedback bootstrapped from the pooled block above.
     "cnn-learnedvar-bootstrapped-grid2": (CNN, families.GaussianLearnedVariance(),
                                           "bootstrapped", (10,), None, 2),
-    "transformer-gaussian-chained": (TRANSFORMER, families.Gaussian(),
-                                     "chained", (6,), (2, 3)),
-    # Dropout masks come from each block's own key, the same in both paths.
+    # Token targets; dropout masks come from each block's own key, the same
+    # in both paths.
     "transformer-dropout-chained": (TRANSFORMER_DROPOUT, families.Gaussian(),
                                     "chained", (6,), (2, 3)),
     # Cut at the stage boundaries, as the presets do.
@@ -97,7 +108,12 @@ def test_per_block_steps_in_turn_equal_the_fused_step(case):
   # every logit of a query alike): Adam would turn the two paths' different
   # round-off into updates of size lr. With dropout that shows; SGD does not
   # amplify it.
-  tx = optax.sgd(0.1) if stack is TRANSFORMER_DROPOUT else None
+  # The same holds for ResNet kernels whose gradient entries are near zero
+  # (measured: 4e-5 after 3 Adam steps under the tests' fast-compile flags,
+  # 1.4e-6 with SGD).
+  tx = (optax.sgd(0.1) if stack is TRANSFORMER_DROPOUT
+        else optax.sgd(0.01) if stack is RESNET18 or stack is RESNET50
+        else None)
   engine = _engine(stack, blocks.Latent(family, grid=grid[0] if grid else 0),
                    mode, shape=shape,
                    cuts=cuts, dtype=jnp.int32 if tokens else jnp.float32,
@@ -108,37 +124,82 @@ def test_per_block_steps_in_turn_equal_the_fused_step(case):
   for i in range(3):
     key = jax.random.key(10 + i)
     fused, m_fused = engine.train_step(fused, batch, key)
-    per_block, m_block = engine.train_step_per_block(per_block, batch, key)
+    per_block, m_block = _per_block_step(engine, per_block, batch, key)
   assert set(m_fused) == set(m_block)
+  # The two paths differ by float32 round-off only (measured: metrics to
+  # 4e-7 relative, states to 2.2e-6 after 3 steps, resnet18 the largest).
   for name in m_fused:
-    np.testing.assert_allclose(m_fused[name], m_block[name], rtol=1e-4,
-                               atol=1e-5, err_msg=name)
-  assert _max_diff(fused, per_block) < 1e-4
+    np.testing.assert_allclose(m_fused[name], m_block[name], rtol=2e-6,
+                               atol=1e-7, err_msg=name)
+  assert _max_diff(fused, per_block) < 1e-5
   assert int(fused.step) == int(per_block.step) == 3
   # and something was learned: every block's parameters moved.
   for b0, b1 in zip(state.blocks, fused.blocks):
     assert _max_diff(b0.params, b1.params) > 0
 
 
-def test_each_block_step_touches_only_its_own_state():
+@pytest.mark.parametrize("mode", ["chained", "bootstrapped"])
+def test_a_block_update_depends_on_nothing_above_it_but_the_feedback(mode):
+  """The fused step's update of block `k` is a function of blocks `<= k`
+  and the feedback: changing the parameters of a later block leaves it
+  bit-identical. Bootstrapped feedback reads the outputs of the blocks
+  above: there (and only there) every block below sees the change, through
+  its `b_k`."""
+  engine = _engine(CNN, blocks.Latent(families.Gaussian()), mode,
+                   shape=(10,), num_blocks=3)
+  batch = _batch((10,))
+  state = engine.init(jax.random.key(0), batch["inputs"])
+  later = state.blocks[2]._replace(params=jax.tree.map(
+      lambda x: x + 0.5, state.blocks[2].params))
+  changed = state._replace(blocks=state.blocks[:2] + (later,))
+  new, _ = engine.train_step(state, batch, jax.random.key(1))
+  new_changed, _ = engine.train_step(changed, batch, jax.random.key(1))
+  for k in (0, 1):
+    diff = _max_diff(new.blocks[k], new_changed.blocks[k])
+    assert (diff > 0) == (mode == "bootstrapped"), (k, diff)
+  # The block itself and, through its loss, the feedback did change.
+  assert _max_diff(new.blocks[2], new_changed.blocks[2]) > 0
+
+
+def test_each_block_step_updates_exactly_its_own_state():
+  """A block's step changes its parameters, statistics and optimiser state,
+  and equals the fused step's update of that block (same inputs)."""
   engine = _engine(CNN, blocks.Latent(families.Gaussian()), shape=(10,))
   batch = _batch((10,))
   state = engine.init(jax.random.key(0), batch["inputs"])
+  key = jax.random.key(1)
+  fused, _ = engine.train_step(state, batch, key)
   fb = engine.feedback_forward(state.feedback.params, None)
   h = batch["inputs"]
   for k in range(engine.num_blocks):
     fb_k = fb[k] if k < len(fb) else None
-    new_k, h_next, eta, _ = engine.block_step(k)(
-        state.blocks[k], h, fb_k, batch["labels"], batch["weights"],
-        jax.random.key(1))
-    # Its own parameters, BatchNorm statistics and optax state changed ...
+    new_k, h, _, _ = engine.block_step(k)(
+        state.blocks[k], h, fb_k, batch["labels"], batch["weights"], key)
     assert _max_diff(new_k.params, state.blocks[k].params) > 0
     if state.blocks[k].batch_stats:
       assert _max_diff(new_k.batch_stats, state.blocks[k].batch_stats) > 0
     assert _max_diff(new_k.opt_state, state.blocks[k].opt_state) > 0
-    # ... and the step's signature admits nothing else to change.
-    assert jax.tree.structure(new_k) == jax.tree.structure(state.blocks[k])
-    h = h_next
+    assert _max_diff(new_k, fused.blocks[k]) < 1e-6     # float32 round-off
+
+
+def test_compiled_steps_go_with_their_engine():
+  """Compiled programs are kept on the engine, not in a global cache: a
+  sweep that builds engines one after another does not keep them all."""
+  import gc
+  import weakref
+  engine = _engine.__wrapped__(MLP, blocks.Latent(families.Gaussian()))
+  batch = _batch((12,))
+  state = engine.init(jax.random.key(0), batch["inputs"])
+  engine.train_step(state, batch, jax.random.key(1))
+  engine.block_step(0)(state.blocks[0], batch["inputs"],
+                       engine.feedback_forward(state.feedback.params,
+                                               None)[0],
+                       batch["labels"], batch["weights"], jax.random.key(1))
+  engine.eval_step(state, batch)
+  ref = weakref.ref(engine)
+  del engine
+  gc.collect()
+  assert ref() is None
 
 
 def test_dropout_is_on_in_training_keyed_per_block_and_off_in_evaluation():
@@ -151,14 +212,14 @@ def test_dropout_is_on_in_training_keyed_per_block_and_off_in_evaluation():
     params = state.blocks[k].params
 
     def run(train, key, k=k, params=params, h=h):
-      return engine._forward(k, params, {}, h, train, key)[0]
+      return engine.block_forward(k, params, {}, h, train, key).eta
 
     a, b = run(True, jax.random.key(1)), run(True, jax.random.key(2))
     assert _max_diff(a, run(True, jax.random.key(1))) == 0     # keyed
     assert _max_diff(a, b) > 0                                  # masks differ
     assert _max_diff(run(False, jax.random.key(1)),
                      run(False, jax.random.key(2))) == 0        # eval: none
-    h = engine._forward(k, params, {}, h, False, None)[1]
+    h = engine.block_forward(k, params, {}, h, False, None).h_out
 
 
 @pytest.mark.parametrize("stack,mode,shape,tokens,grid", [
@@ -181,20 +242,27 @@ def test_gradient_locality_on_the_full_parameter_tree(stack, mode, shape,
   params = tuple(b.params for b in state.blocks)
   stats = [b.batch_stats for b in state.blocks]
 
-  def loss(k):
-    def fn(params, fb_params):
-      block_losses, fb_loss, _ = engine.local_losses(
-          params, fb_params, stats, batch, jax.random.key(1))
-      return fb_loss if k == "feedback" else block_losses[k]
-    return jax.grad(fn, argnums=(0, 1))(params, state.feedback.params)
+  def all_losses(params, fb_params):
+    block_losses, fb_loss, _ = engine.local_losses(
+        params, fb_params, stats, batch, jax.random.key(1))
+    return jnp.stack(block_losses + (fb_loss,))
 
-  for k in list(range(engine.num_blocks)) + ["feedback"]:
-    grads, fb_grads = loss(k)
-    for j, g in enumerate(grads):
-      norm = sum(float(jnp.sum(jnp.abs(x))) for x in jax.tree.leaves(g))
+  # Row r of the Jacobian: the gradient of loss r (the blocks', then the
+  # feedback's) with respect to every block and the feedback, in one program.
+  jac, fb_jac = jax.jit(jax.jacrev(all_losses, argnums=(0, 1)))(
+      params, state.feedback.params)
+
+  def norms(tree):      # per loss: sum |d loss / d leaf| over the tree
+    return np.sum([np.abs(np.asarray(x)).reshape(x.shape[0], -1).sum(1)
+                   for x in jax.tree.leaves(tree)], axis=0)
+
+  feedback = engine.num_blocks
+  for k in range(engine.num_blocks + 1):
+    for j, block_jac in enumerate(jac):
+      norm = norms(block_jac)[k]
       assert (norm > 0) == (j == k), (k, j, norm)
-    fb_norm = sum(float(jnp.sum(jnp.abs(x))) for x in jax.tree.leaves(fb_grads))
-    assert (fb_norm > 0) == (k == "feedback"), (k, fb_norm)
+    fb_norm = norms(fb_jac)[k]
+    assert (fb_norm > 0) == (k == feedback), (k, fb_norm)
 
 
 @pytest.mark.parametrize("stack,shape", [(MLP, (12,)), (CNN, (10,))],
@@ -250,8 +318,8 @@ def test_drtp_feedback_is_fixed_and_local_is_cross_entropy_of_a_readout():
   state = local.init(jax.random.key(0), batch["inputs"])
   _, metrics = local.train_step(state, batch, jax.random.key(1))
   # The hidden block's local loss is the cross-entropy of its readout head.
-  eta, _, _ = local._forward(0, state.blocks[0].params, {}, batch["inputs"],
-                             True, jax.random.key(1))
+  eta = local.block_forward(0, state.blocks[0].params, {}, batch["inputs"],
+                            True, jax.random.key(1)).eta
   ce = optax.softmax_cross_entropy_with_integer_labels(eta, batch["labels"])
   np.testing.assert_allclose(metrics["block0/loss"], ce.mean(), rtol=1e-5)
 
@@ -265,8 +333,8 @@ def test_gaussian_post_boundary_blocks_compose_to_the_plain_network():
                                   [{}] * 4, batch["inputs"], False, None)
   np.testing.assert_allclose(logits, bp_logits, rtol=1e-6)
   # Block 0's natural parameters are its post-ReLU features.
-  eta, h, _ = engine._forward(0, state.blocks[0].params, {}, batch["inputs"],
-                              False, None)
+  eta, h, _, _ = engine.block_forward(0, state.blocks[0].params, {},
+                                      batch["inputs"], False, None)
   assert bool(jnp.all(eta >= 0)) and bool(jnp.all(h == eta))
   fb = engine.feedback_forward(state.feedback.params, None)
   np.testing.assert_allclose(
@@ -278,8 +346,8 @@ def test_bernoulli_pre_boundary_passes_on_the_sigmoid_mean():
   engine = _engine(MLP, blocks.Latent(families.Bernoulli()), num_blocks=4)
   batch = _batch((12,))
   state = engine.init(jax.random.key(0), batch["inputs"])
-  eta, h, _ = engine._forward(0, state.blocks[0].params, {}, batch["inputs"],
-                              False, None)
+  eta, h, _, _ = engine.block_forward(0, state.blocks[0].params, {},
+                                      batch["inputs"], False, None)
   assert bool(jnp.any(eta < 0))
   np.testing.assert_allclose(h, jax.nn.sigmoid(eta), rtol=1e-6)
 
@@ -290,9 +358,9 @@ def test_sampled_transmission_in_training_and_mean_in_evaluation():
   batch = _batch((12,))
   state = engine.init(jax.random.key(0), batch["inputs"])
   p = state.blocks[0].params
-  _, h_train, _ = engine._forward(0, p, {}, batch["inputs"], True,
-                                  jax.random.key(1))
-  _, h_eval, _ = engine._forward(0, p, {}, batch["inputs"], False, None)
+  h_train = engine.block_forward(0, p, {}, batch["inputs"], True,
+                                 jax.random.key(1)).h_out
+  h_eval = engine.block_forward(0, p, {}, batch["inputs"], False, None).h_out
   assert set(np.unique(np.asarray(h_train))) <= {0.0, 1.0}
   assert bool(jnp.all((h_eval > 0) & (h_eval < 1)))
 

@@ -1,4 +1,5 @@
-"""One process per block on this machine: real processes, real kills."""
+"""bll_jax.cli.launch: one process per block on this machine, real processes,
+real kills."""
 
 import json
 import os
@@ -12,12 +13,13 @@ import jax
 import numpy as np
 import pytest
 
-from bll_jax import checkpoint as checkpoint_lib
 from bll_jax import cli
-from bll_jax import launch
-from bll_jax import train
-from bll_jax.parallel import mesh as mesh_lib
-from bll_jax.parallel import schedules
+from bll_jax import training as train
+from bll_jax.cli import launch
+from bll_jax.config import flags as flags_lib
+from bll_jax.parallel import reference as reference_lib
+from bll_jax.parallel import schedule
+from bll_jax.training import checkpoint as checkpoint_lib
 
 TINY = ["--model.name", "mlp", "--model.widths", "32,32,32", "--batch-size",
         "50", "--eval-batch-size", "500", "--progress", "false",
@@ -25,7 +27,7 @@ TINY = ["--model.name", "mlp", "--model.widths", "32,32,32", "--batch-size",
 
 
 def _launch(args, timeout=300):
-  return subprocess.run([sys.executable, "-m", "bll_jax.launch", *args],
+  return subprocess.run([sys.executable, "-m", "bll_jax.cli.launch", *args],
                         capture_output=True, text=True, timeout=timeout)
 
 
@@ -44,8 +46,8 @@ def pipelined_run(tmp_path_factory):
 
 def test_two_processes_pipelined_equal_the_sequential_simulation(pipelined_run):
   workdir, flags = pipelined_run
-  config, _ = cli.config_from_args(flags + ["--mesh", "data=1,block=2"])
-  del config.print_config
+  config, _, _ = flags_lib.config_from_args(flags + ["--mesh",
+                                                    "data=1,block=2"])
   run = train.prepare(config)
   dataset, engine = run.dataset, run.engine
   seed = int(config.seed)
@@ -54,8 +56,9 @@ def test_two_processes_pipelined_equal_the_sequential_simulation(pipelined_run):
   batches = list(dataset.train_batches(50, seed=seed, epoch=0))[:12]
   step_key = jax.random.fold_in(jax.random.key(seed), 1)
   keys = [jax.random.fold_in(step_key, i) for i in range(12)]
-  reference, _, _ = schedules.pipelined_reference(
-      engine, initial, batches, keys, mesh_lib.stages(engine.num_blocks, 2))
+  # Two processes take the MPMD runner: two stages of two blocks.
+  plan = schedule.plan_for("pipelined", engine.num_blocks, 2)
+  reference, _ = reference_lib.run(engine, initial, batches, keys, plan)
   checkpoints = checkpoint_lib.Checkpointer(workdir / "checkpoints")
   assert checkpoints.latest_step() == 12
   state, _ = checkpoints.restore(12, jax.device_get(initial))
@@ -64,7 +67,7 @@ def test_two_processes_pipelined_equal_the_sequential_simulation(pipelined_run):
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["mesh"]["axes"] == {"data": 1, "block": 2}
-  assert summary["pipeline"] == "BlockParallel"
+  assert summary["pipeline"] == "mpmd"
 
 
 def test_each_worker_runs_on_one_core_of_its_own(pipelined_run):
@@ -82,7 +85,8 @@ def test_a_killed_worker_stops_the_others_and_the_checkpoint_resumes(tmp_path):
   flags = TINY + ["--steps", "2000", "--epochs", "50", "--checkpoint-every-steps",
                   "10", "--workdir", str(workdir)]
   launcher = subprocess.Popen(
-      [sys.executable, "-m", "bll_jax.launch", "-n", "2", "--", *flags],
+      [sys.executable, "-m", "bll_jax.cli.launch", "-n", "2", "--",
+       *flags],
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   try:
     deadline = time.monotonic() + 240
@@ -126,7 +130,7 @@ def test_workers_die_with_a_killed_launcher(tmp_path):
   waiting on a collective."""
   workdir = tmp_path / "run"
   launcher = subprocess.Popen(
-      [sys.executable, "-m", "bll_jax.launch", "-n", "2", "--", *TINY,
+      [sys.executable, "-m", "bll_jax.cli.launch", "-n", "2", "--", *TINY,
        "--schedule", "pipelined", "--steps", "5000", "--epochs", "100",
        "--workdir", str(workdir)],
       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -183,3 +187,18 @@ def test_bll_train_processes_flag_hands_over_to_the_launcher(tmp_path,
                       lambda n, args, *a, **k: calls.append((n, args)) or 0)
   assert cli.main(["--processes", "2", "--steps", "3"]) == 0
   assert calls == [(2, ["--steps", "3"])]
+
+
+def test_a_worker_environment_holds_only_flags_xla_knows():
+  """XLA aborts on an unknown `--flag` and ignores a word without `--`: the
+  worker's XLA_FLAGS must be real flags only (it held the bare word
+  `intra_op_parallelism_threads=1`, which XLA ignored). A process started
+  with that environment runs JAX."""
+  env = launch.worker_environment(0)
+  words = env["XLA_FLAGS"].split()
+  assert "--xla_cpu_multi_thread_eigen=false" in words
+  assert all(w.startswith("--") for w in words), words
+  out = subprocess.run(
+      [sys.executable, "-c", "import jax.numpy as jnp; print(int(jnp.ones(3)"
+       ".sum()))"], env=env, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0 and out.stdout.strip() == "3", out.stderr[-2000:]
