@@ -75,14 +75,17 @@ def cache_dir() -> pathlib.Path:
 def _generate(num_samples: int):
   """The raw float64 arrays `(x, y, x_test, y_test)` (read-only, cached in
   memory and on disk)."""
-  from mnist1d import data as mnist1d_data   # on first use: import stays cheap
-  args = mnist1d_data.get_dataset_args()
-  args.num_samples = num_samples
+  # The package's arguments are its defaults but `num_samples`, so its
+  # version and `num_samples` name the arrays (importing the package, 2 s,
+  # only when they must be generated).
   key = hashlib.sha256(repr((importlib.metadata.version("mnist1d"),
-                             sorted(vars(args).items()))).encode())
+                             num_samples)).encode())
   path = cache_dir() / f"mnist1d-{key.hexdigest()[:16]}.npz"
   arrays = _read(path)
   if arrays is None:
+    from mnist1d import data as mnist1d_data
+    args = mnist1d_data.get_dataset_args()
+    args.num_samples = num_samples
     # make_dataset seeds the global numpy and Python RNGs: restore both.
     numpy_state, python_state = np.random.get_state(), random.getstate()
     try:
