@@ -86,6 +86,11 @@ BAD_INPUTS = [
     ("negative grid", ["--grid", "-1"], ["grid", ">= 0", "-1"]),
     ("grid finer than a feature map", ["--grid", "64"],
      ["grid=64", "at least 64 positions"]),
+    # --resume never starts a new run (issue 20): a mistyped or empty
+    # workdir, or none at all, is refused before anything is written.
+    ("resume a missing workdir", ["--resume", "--workdir", "runs/typo"],
+     ["no checkpoint found in 'runs/typo'", "--resume"]),
+    ("resume without a workdir", ["--resume"], ["--resume needs --workdir"]),
 ]
 
 

@@ -500,6 +500,28 @@ def test_resuming_a_corrupted_checkpoint_raises_one_line_naming_it(
   assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
+def test_a_refused_resume_leaves_the_run_directory_as_it_was(tiny_runs,
+                                                            tmp_path):
+  """A resume whose restore fails (here: a checkpoint written by another
+  network) changes nothing, config.json included (issue 20)."""
+  source, _ = tiny_runs("bll")
+  workdir = str(tmp_path / "run")
+  shutil.copytree(source, workdir)
+  before = {p: pathlib.Path(p).read_bytes() for p in _files(workdir)}
+  other = _config(base=TINY, resume=True)
+  other.model.widths = tuple(2 * w for w in other.model.widths)
+  with pytest.raises(checkpoint_lib.CheckpointError):
+    train.train_and_evaluate(other, workdir)
+  assert {p: pathlib.Path(p).read_bytes() for p in _files(workdir)} == before
+
+
+def test_resume_in_an_empty_workdir_is_refused(tmp_path):
+  (tmp_path / "checkpoints").mkdir()
+  with pytest.raises(train.ConfigError, match="no checkpoint found in"):
+    train.train_and_evaluate(_config(base=TINY, resume=True), str(tmp_path))
+  assert os.listdir(tmp_path) == ["checkpoints"]
+
+
 def test_a_workdir_with_checkpoints_needs_resume(tiny_runs, tmp_path):
   source, _ = tiny_runs("bll")
   workdir = str(tmp_path / "run")

@@ -160,6 +160,17 @@ def _segment(cfg, runner, step: int, epoch_end: int) -> int:
   return min(stops) - step
 
 
+def _has_checkpoints(workdir: str | None) -> bool:
+  """Whether `workdir/checkpoints` holds a finished checkpoint (a step
+  folder, as orbax names them), without creating anything."""
+  if not workdir:
+    return False
+  directory = os.path.join(workdir, "checkpoints")
+  return os.path.isdir(directory) and any(
+      name.isdigit() and os.path.isdir(os.path.join(directory, name))
+      for name in os.listdir(directory))
+
+
 def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
   """Trains and evaluates `config`; returns (and writes) the summary.
 
@@ -174,19 +185,21 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
     bll_jax.training.checkpoint.CheckpointError: `resume` with an unreadable
       checkpoint.
   """
+  workdir = workdir or config.get("workdir") or None
+  if config.get("resume") and not _has_checkpoints(workdir):
+    raise ConfigError(
+        f"no checkpoint found in {workdir!r}: nothing to resume (check "
+        "--workdir, or drop --resume to start a new run)" if workdir else
+        "--resume needs --workdir: the run directory to continue")
   run = prepare(config)
   cfg, dataset, engine, runner = run.config, run.dataset, run.engine, run.runner
-  workdir = workdir or cfg.workdir or config_lib.default_workdir(cfg)
+  workdir = workdir or config_lib.default_workdir(cfg)
   os.makedirs(workdir, exist_ok=True)
   checkpoints = checkpoint_lib.Checkpointer(
       os.path.join(workdir, "checkpoints"), int(cfg.keep_checkpoints))
   if not cfg.resume and checkpoints.latest_step() is not None:
     raise ConfigError(f"workdir {workdir!r} already holds checkpoints: pass "
                       "--resume to continue it, or choose another --workdir")
-  chief = jax.process_index() == 0    # one writer of metrics and summaries
-  if chief:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(cfg.to_json_best_effort(indent=2))
 
   batch_size, seed = int(cfg.batch_size), int(cfg.seed)
   sample = np.zeros((batch_size,) + dataset.info.input_shape,
@@ -198,6 +211,12 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
     restored, progress = checkpoints.restore(
         latest, runner.checkpoint_layout(state))
     state = runner.place(restored)
+  # Written once the restore has succeeded: a refused resume leaves the run
+  # directory as it was.
+  chief = jax.process_index() == 0    # one writer of metrics and summaries
+  if chief:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(cfg.to_json_best_effort(indent=2))
 
   def save(step, state):
     checkpoints.save(step, runner.checkpoint_layout(state), progress)
