@@ -53,6 +53,14 @@ def pytest_unconfigure(config):
       shutil.rmtree(os.environ[name], ignore_errors=True)
 
 
+def skip_unless_required(variable, reason):
+  """Skips with `reason`, or fails when the environment requires what is
+  missing (CI sets BLL_REQUIRE_FASHION_MNIST=1 and BLL_REQUIRE_TFDS=1)."""
+  if os.environ.get(variable) == "1":
+    pytest.fail(f"{reason} (required: {variable}=1)")
+  pytest.skip(reason)
+
+
 def compute_env(**extra) -> dict[str, str]:
   """This environment for a process that trains for real (a notebook, the
   README's example, a preset's convergence run): XLA's full optimisation,

@@ -14,16 +14,10 @@ from bll_jax import data
 from bll_jax.data import base
 from bll_jax.data import idx
 from bll_jax.data import mnist1d as mnist1d_source
+from tests import conftest
 
 IMAGE_SHAPE = (4, 5)          # synthetic IDX images: small and fast
 TRAIN_SIZE, TEST_SIZE = 50, 13
-
-
-def _skip_unless_required(variable, reason):
-  """Skips with `reason`, or fails when the environment requires the data."""
-  if os.environ.get(variable) == "1":
-    pytest.fail(f"{reason} (required: {variable}=1)")
-  pytest.skip(reason)
 
 
 def _write_idx(path, magic, array, compress):
@@ -344,7 +338,7 @@ def test_idx_missing_directory_or_files_raise(tmp_path, idx_files):
 def test_debian_fashion_mnist():
   directory = data.DEBIAN_FASHION_MNIST
   if not idx.has_files(directory):
-    _skip_unless_required(
+    conftest.skip_unless_required(
         "BLL_REQUIRE_FASHION_MNIST",
         f"no Fashion-MNIST IDX files in {directory} (apt-get install "
         f"dataset-fashion-mnist)")
@@ -521,7 +515,7 @@ def mock_tfds():
   try:
     import tensorflow_datasets as tfds
   except ImportError as e:
-    _skip_unless_required("BLL_REQUIRE_TFDS",
+    conftest.skip_unless_required("BLL_REQUIRE_TFDS",
                           f"tensorflow_datasets is not importable: {e}")
   with tfds.testing.mock_data(num_examples=24):
     yield tfds

@@ -16,6 +16,7 @@ from bll_jax import models
 from bll_jax import engine as engine_lib
 from bll_jax.parallel import reference
 from bll_jax.parallel import schedule
+from tests._cases import max_diff
 
 NUM_CLASSES = 5
 
@@ -46,11 +47,6 @@ def _per_block_step(engine, state, batch, key):
   plan = schedule.plan_for("sync", engine.num_blocks, 1)
   state, (metrics,) = reference.run(engine, state, [batch], [key], plan)
   return state, metrics
-
-
-def _max_diff(a, b):
-  return max(float(jnp.max(jnp.abs(x - y)))
-             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 MLP = models.mlp((16, 16, 16), NUM_CLASSES)
@@ -131,11 +127,11 @@ def test_per_block_steps_in_turn_equal_the_fused_step(case):
   for name in m_fused:
     np.testing.assert_allclose(m_fused[name], m_block[name], rtol=2e-6,
                                atol=1e-7, err_msg=name)
-  assert _max_diff(fused, per_block) < 1e-5
+  assert max_diff(fused, per_block) < 1e-5
   assert int(fused.step) == int(per_block.step) == 3
   # and something was learned: every block's parameters moved.
   for b0, b1 in zip(state.blocks, fused.blocks):
-    assert _max_diff(b0.params, b1.params) > 0
+    assert max_diff(b0.params, b1.params) > 0
 
 
 @pytest.mark.parametrize("mode", ["chained", "bootstrapped"])
@@ -155,10 +151,10 @@ def test_a_block_update_depends_on_nothing_above_it_but_the_feedback(mode):
   new, _ = engine.train_step(state, batch, jax.random.key(1))
   new_changed, _ = engine.train_step(changed, batch, jax.random.key(1))
   for k in (0, 1):
-    diff = _max_diff(new.blocks[k], new_changed.blocks[k])
+    diff = max_diff(new.blocks[k], new_changed.blocks[k])
     assert (diff > 0) == (mode == "bootstrapped"), (k, diff)
   # The block itself and, through its loss, the feedback did change.
-  assert _max_diff(new.blocks[2], new_changed.blocks[2]) > 0
+  assert max_diff(new.blocks[2], new_changed.blocks[2]) > 0
 
 
 def test_each_block_step_updates_exactly_its_own_state():
@@ -175,11 +171,11 @@ def test_each_block_step_updates_exactly_its_own_state():
     fb_k = fb[k] if k < len(fb) else None
     new_k, h, _, _ = engine.block_step(k)(
         state.blocks[k], h, fb_k, batch["labels"], batch["weights"], key)
-    assert _max_diff(new_k.params, state.blocks[k].params) > 0
+    assert max_diff(new_k.params, state.blocks[k].params) > 0
     if state.blocks[k].batch_stats:
-      assert _max_diff(new_k.batch_stats, state.blocks[k].batch_stats) > 0
-    assert _max_diff(new_k.opt_state, state.blocks[k].opt_state) > 0
-    assert _max_diff(new_k, fused.blocks[k]) < 1e-6     # float32 round-off
+      assert max_diff(new_k.batch_stats, state.blocks[k].batch_stats) > 0
+    assert max_diff(new_k.opt_state, state.blocks[k].opt_state) > 0
+    assert max_diff(new_k, fused.blocks[k]) < 1e-6     # float32 round-off
 
 
 def test_compiled_steps_go_with_their_engine():
@@ -215,9 +211,9 @@ def test_dropout_is_on_in_training_keyed_per_block_and_off_in_evaluation():
       return engine.block_forward(k, params, {}, h, train, key).eta
 
     a, b = run(True, jax.random.key(1)), run(True, jax.random.key(2))
-    assert _max_diff(a, run(True, jax.random.key(1))) == 0     # keyed
-    assert _max_diff(a, b) > 0                                  # masks differ
-    assert _max_diff(run(False, jax.random.key(1)),
+    assert max_diff(a, run(True, jax.random.key(1))) == 0     # keyed
+    assert max_diff(a, b) > 0                                  # masks differ
+    assert max_diff(run(False, jax.random.key(1)),
                      run(False, jax.random.key(2))) == 0        # eval: none
     h = engine.block_forward(k, params, {}, h, False, None).h_out
 
@@ -280,7 +276,7 @@ def test_one_block_bll_gives_the_backprop_update(stack, shape):
     s_bp, m_bp = bp.train_step(s_bp, batch, jax.random.key(i))
     np.testing.assert_allclose(m_bll["block0/loss"], m_bp["block0/loss"],
                                rtol=1e-6)
-  assert _max_diff(s_bll.blocks, s_bp.blocks) < 1e-6
+  assert max_diff(s_bll.blocks, s_bp.blocks) < 1e-6
 
 
 def test_bp_differentiates_end_to_end_through_the_same_network():
@@ -301,7 +297,7 @@ def test_bp_differentiates_end_to_end_through_the_same_network():
   # output): one bp step moves every block.
   new, _ = engine.train_step(state, batch, jax.random.key(1))
   for b0, b1 in zip(state.blocks, new.blocks):
-    assert _max_diff(b0.params, b1.params) > 0
+    assert max_diff(b0.params, b1.params) > 0
 
 
 def test_drtp_feedback_is_fixed_and_local_is_cross_entropy_of_a_readout():
@@ -310,7 +306,7 @@ def test_drtp_feedback_is_fixed_and_local_is_cross_entropy_of_a_readout():
   state = drtp.init(jax.random.key(0), batch["inputs"])
   new, metrics = drtp.train_step(state, batch, jax.random.key(1))
   assert "feedback/loss" not in metrics and not drtp.trains_feedback
-  assert _max_diff(new.feedback.params, state.feedback.params) == 0
+  assert max_diff(new.feedback.params, state.feedback.params) == 0
 
   latent = blocks.Latent(families.Categorical(NUM_CLASSES), readout="linear",
                          readout_features=NUM_CLASSES)

@@ -2,7 +2,6 @@
 schedules it runs under (a recipe is an object handed to the engine)."""
 
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +20,7 @@ from bll_jax.parallel import reference
 from bll_jax.parallel import schedule
 from bll_jax.recipes import authors
 from bll_jax.training import build
+from tests import conftest
 
 NUM_CLASSES = 5
 
@@ -336,9 +336,8 @@ def test_imagenet_authors_preset_runs_on_mock_data(tmp_path, preset, model):
   try:
     import tensorflow_datasets as tfds
   except ImportError as e:
-    if os.environ.get("BLL_REQUIRE_TFDS") == "1":
-      raise
-    pytest.skip(f"tensorflow_datasets is not importable: {e}")
+    conftest.skip_unless_required(
+        "BLL_REQUIRE_TFDS", f"tensorflow_datasets is not importable: {e}")
   config = _mock_imagenet_config(tmp_path, model, preset)
   pod = preset.endswith("_pod")
   with tfds.testing.mock_data(num_examples=16):

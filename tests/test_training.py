@@ -28,6 +28,7 @@ from bll_jax import engine as engine_lib
 from bll_jax import training as train
 from bll_jax.data import idx
 from bll_jax.training import checkpoint as checkpoint_lib
+from tests import conftest
 
 METHODS = ("bll", "bp", "local", "drtp")
 # The latent family and feedback that local and drtp fix (bll trains with the
@@ -73,13 +74,6 @@ def _config(preset="mnist1d", base=None, **fields):
       node = node[part]
     node[leaf] = value
   return config
-
-
-def _skip_unless_required(variable, reason):
-  """Skips with `reason`, or fails when the environment requires the data."""
-  if os.environ.get(variable) == "1":
-    pytest.fail(f"{reason} (required: {variable}=1)")
-  pytest.skip(reason)
 
 
 def _restore(config, workdir, step=None):
@@ -250,7 +244,6 @@ MNIST1D_MEASURED = {"cnn": ((0.934, 0.929, 0.893), 0.75)}
 def _train_for_real(workdir, *flags):
   """`bll-train` in a process compiled for speed (it trains hundreds of
   steps); returns its summary."""
-  from tests import conftest
   out = subprocess.run(
       [sys.executable, "-m", "bll_jax.cli", *flags, "--progress", "false",
        "--mesh", "data=1", "--workdir", str(workdir)],
@@ -276,7 +269,7 @@ def test_mnist1d_preset_learns_well_above_chance(tmp_path):
 
 def test_fashion_mnist_preset_learns_from_the_debian_idx_files(tmp_path):
   if not idx.has_files("/usr/share/datasets/fashion-mnist"):
-    _skip_unless_required(
+    conftest.skip_unless_required(
         "BLL_REQUIRE_FASHION_MNIST",
         "the Fashion-MNIST IDX files are not in /usr/share/datasets/"
         "fashion-mnist (apt-get install dataset-fashion-mnist)")
@@ -500,6 +493,9 @@ def test_resuming_a_corrupted_checkpoint_raises_one_line_naming_it(
   assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
+# orbax's read coroutines again (see the corrupted-checkpoint test).
+@pytest.mark.filterwarnings(
+    "ignore:Exception ignored in:pytest.PytestUnraisableExceptionWarning")
 def test_a_refused_resume_leaves_the_run_directory_as_it_was(tiny_runs,
                                                             tmp_path):
   """A resume whose restore fails (here: a checkpoint written by another
@@ -587,7 +583,7 @@ def test_tfds_mnist_trains_on_mock_data(tmp_path):
   try:
     import tensorflow_datasets as tfds
   except ImportError as e:
-    _skip_unless_required("BLL_REQUIRE_TFDS",
+    conftest.skip_unless_required("BLL_REQUIRE_TFDS",
                           f"tensorflow_datasets is not importable: {e}")
   config = _config(base=TINY, **{"dataset.name": "mnist",
                                  "dataset.source": "tfds",
