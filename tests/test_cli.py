@@ -25,6 +25,7 @@ TINY_FLAGS = ["--mesh", "data=1", "--model.name", "mlp", "--model.widths",
               "--batch-size", "50", "--eval-batch-size", "500",
               "--progress", "false", "--log-every-steps", "5"]
 MLP_4_UNITS = ["--model.name", "mlp", "--model.widths", "16,16,16"]
+TESTS = os.path.dirname(os.path.abspath(__file__))   # a folder without data
 
 
 class Compiled(AssertionError):
@@ -77,8 +78,45 @@ BAD_INPUTS = [
      ["blocks", "[1, 4]", "99"]),
     ("cut out of range", MLP_4_UNITS + ["--cuts", "0,99"],
      ["cuts", "[1, 3]", "[0, 99]"]),
-    ("missing data directory", ["--data-dir", "/nonexistent"],
+    ("missing data directory", ["--preset", "fashion_mnist_mlp",
+                                "--data-dir", "/nonexistent"],
      ["data_dir", "'/nonexistent'"]),
+    # The inputs of issue 20, each once accepted or met with a traceback.
+    ("negative seed", ["--seed", "-1"], ["seed", ">= 0", "-1"]),
+    ("zero channels", ["--model.channels", "0,0,0"],
+     ["model.channels", ">= 1", "(0, 0, 0)"]),
+    ("zero strides", ["--model.strides", "0,0,0"],
+     ["model.strides", ">= 1", "(0, 0, 0)"]),
+    ("label smoothing above 1", ["--label-smoothing", "5"],
+     ["label_smoothing", "[0, 1)", "5.0"]),
+    ("negative feedback lr", ["--feedback-lr", "-1"],
+     ["feedback_lr", ">= 0", "-1.0"]),
+    ("dropout above 1", ["--model.dropout", "1.5"],
+     ["model.dropout", "[0, 1)", "1.5"]),
+    ("negative dropout", ["--model.dropout", "-0.5"],
+     ["model.dropout", "[0, 1)", "-0.5"]),
+    ("negative checkpoints kept", ["--keep-checkpoints", "-1"],
+     ["keep_checkpoints", ">= 1", "-1"]),
+    ("mesh axis named twice", ["--mesh", "block=2,block=3"],
+     ["mesh", "'block' twice", "block=2,block=3"]),
+    ("infinite lr", ["--lr", "inf"], ["lr", "> 0", "inf"]),
+    ("data dir for a generated dataset", ["--data-dir", "/tmp"],
+     ["data_dir", "'mnist1d' is generated", "'/tmp'"]),
+    ("data dir without the IDX files", ["--preset", "fashion_mnist_mlp",
+                                        "--data-dir", TESTS],
+     ["neither the IDX files of fashion_mnist", "train-images-idx3-ubyte",
+      "--dataset.source tfds"]),
+    ("a CNN on a sequence dataset", ["--dataset.name", "reverse"],
+     ["model.name 'cnn'", "'reverse'", "label per token", "transformer"]),
+    ("a Transformer on signals", ["--model.name", "transformer"],
+     ["model.name 'transformer'", "token sequences", "'mnist1d'"]),
+    ("a ResNet on signals", ["--model.name", "resnet18"],
+     ["model.name 'resnet18'", "images", "'mnist1d'"]),
+    ("workdir under a file", ["--workdir", os.path.join(TESTS, "conftest.py",
+                                                        "run")],
+     ["workdir", "cannot be created", "Not a directory"]),
+    ("workdir under /proc", ["--workdir", "/proc/bll_jax_run"],
+     ["workdir '/proc/bll_jax_run' cannot be created"]),
     ("local fixes the family", ["--method", "local", "--family", "gaussian"],
      ["local", "family", "'categorical'", "'gaussian'"]),
     ("drtp fixes the feedback", ["--method", "drtp", "--feedback", "direct"],
@@ -259,8 +297,10 @@ def test_a_diverging_run_exits_1_naming_the_block_and_step(tmp_path, capsys):
                                   "--feedback", "direct", "--feedback-loss",
                                   "ml", "--workdir", str(tmp_path / "run")])
   out, err = capsys.readouterr()
-  assert status == 1 and out == ""
-  lines = err.splitlines()
+  assert status == 1
+  assert "test accuracy" not in out
+  run_line, *lines = err.splitlines()
+  assert run_line == f"bll-train: run directory {tmp_path / 'run'}"
   assert len(lines) == 1, err
   assert re.fullmatch(r"bll-train: error: (block\d+|feedback) loss is "
                       r"(nan|inf|-inf) at step \d+; training stopped, .*",

@@ -19,6 +19,7 @@ def test_the_schemas_allowed_values_are_the_librarys():
   from bll_jax import blocks
   assert schema.DATASETS == data.DATASETS
   assert schema.DATA_SOURCES == data.SOURCES
+  assert schema.GENERATED_DATASETS == data.GENERATED
   assert schema.MODELS == models.MODELS
   assert sorted(schema.FAMILIES) == sorted(families.FAMILIES)
   assert schema.FEEDBACK_MODES == feedback.MODES

@@ -12,9 +12,11 @@ in about a minute on two CPU cores.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Sequence
 
+from bll_jax import config as config_lib
 from bll_jax.config import ConfigError
 from bll_jax.config import flags
 
@@ -42,18 +44,35 @@ def main(argv: Sequence[str] | None = None) -> int:
   if print_config:
     print(config.to_json_best_effort(indent=2))
     return 0
-  # Imported after parsing, so --help never waits for the training stack.
-  from bll_jax import training
-
+  if not config.workdir and not config.resume:
+    config.workdir = config_lib.default_workdir(config)
+  try:
+    # Imported after parsing, so --help never waits for the training stack.
+    from bll_jax import training
+  except KeyboardInterrupt:
+    print("bll-train: interrupted before training began", file=sys.stderr)
+    return 130
   try:
     if config.distributed:
       initialize_distributed(config)
     summary = training.train_and_evaluate(config)
-  except training.ConfigError as e:
+  except ConfigError as e:
     print(f"bll-train: error: {e}", file=sys.stderr)
     return 2
   except (training.TrainingDiverged, training.CheckpointError) as e:
     print(f"bll-train: error: {e}", file=sys.stderr)
+    return 1
+  except training.Interrupted as e:
+    print(f"bll-train: {e}", file=sys.stderr)
+    return 130
+  except KeyboardInterrupt:
+    print("bll-train: interrupted before training began; nothing to resume",
+          file=sys.stderr)
+    return 130
+  except OSError as e:            # disk full, permissions, lost mounts
+    where = f" ({e.filename})" if e.filename else ""
+    print(f"bll-train: error: {e.strerror or e}{where}; the checkpoints "
+          f"written so far in {config.workdir} are intact", file=sys.stderr)
     return 1
   blocks = ", ".join("-" if a is None else f"{a:.4f}"
                      for a in summary["per_block_test_accuracy"])
@@ -63,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   print(f"per-block test accuracy: {blocks}; "
         f"{summary['examples_per_second'] or 0:.0f} examples/s; "
         f"{summary['wall_seconds']:.1f} s")
+  print(f"bll-train: wrote {os.path.join(config.workdir, 'summary.json')}",
+        file=sys.stderr)
   return 0
 
 
@@ -85,4 +106,11 @@ def initialize_distributed(config) -> None:
 
 
 def entry_point() -> None:  # console script
-  sys.exit(main())
+  status = main()
+  if status:
+    # A failed checkpoint read or write leaves orbax's threads to complain
+    # at interpreter shutdown; the one line above has said what happened.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+  sys.exit(status)

@@ -29,6 +29,11 @@ def check(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"preset must be one of {sorted(presets.PRESETS)}, "
                       f"got {config.preset!r}")
   data_dir = config.dataset.data_dir
+  if data_dir and config.dataset.name in schema.GENERATED_DATASETS:
+    raise ConfigError(
+        f"dataset.data_dir is for datasets read from files; "
+        f"{config.dataset.name!r} is generated and reads none: drop "
+        f"--data-dir (given {data_dir!r})")
   if data_dir and not os.path.isdir(data_dir):
     raise ConfigError(f"dataset.data_dir {data_dir!r} does not exist or is "
                       "not a directory")

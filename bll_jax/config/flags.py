@@ -11,9 +11,11 @@ overrides follow. `bll-train` and the process launcher both parse here.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any, Sequence
 
 from bll_jax.config import presets
+from bll_jax.config import resume
 from bll_jax.config import schema
 from bll_jax.config.overrides import apply_overrides
 
@@ -94,12 +96,15 @@ class _Parser(argparse.ArgumentParser):
     self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-  """The parser of every config field, from the schema."""
+def build_parser(preset: str = "mnist1d") -> argparse.ArgumentParser:
+  """The parser of every config field, from the schema; `--help` shows the
+  values of `preset` (`bll-train --preset NAME --help` shows NAME's)."""
+  defaults = presets.get_config(preset)
   parser = _Parser(
       prog="bll-train",
       description="Train a network cut into blocks with block-local learning "
-                  "(or its baselines) and evaluate it.")
+                  "(or its baselines) and evaluate it. [default ...] is the "
+                  f"value of the preset {preset!r}.")
   for field in schema.FIELDS:
     name = field.name
     flags = [f"--{name}"]
@@ -122,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
       parser.add_argument(
           *flags, dest=name, default=argparse.SUPPRESS, type=kind,
           metavar=_METAVARS.get(kind.__name__, "VALUE"),
-          help=(f"{field.describe()} [base {field.default!r}]").replace(
-              "%", "%%"))
+          help=(f"{field.describe()} [default "
+                f"{_shown(schema.get(defaults, name))}]").replace("%", "%%"))
   parser.add_argument("--print-config", action="store_true",
                       help="print the resolved config and exit")
   parser.add_argument("--processes", type=int, default=argparse.SUPPRESS,
@@ -132,8 +137,26 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _shown(value: Any) -> str:
+  if isinstance(value, tuple):
+    return ",".join(map(str, value)) or '""'
+  return '""' if value == "" else str(value)
+
+
+def _preset_named(argv: Sequence[str]) -> str:
+  """The `--preset` of a command line (for `--help`), else the default."""
+  for i, arg in enumerate(argv):
+    if arg == "--preset" and i + 1 < len(argv):
+      return argv[i + 1] if argv[i + 1] in presets.PRESETS else "mnist1d"
+    if arg.startswith("--preset="):
+      name = arg.split("=", 1)[1]
+      return name if name in presets.PRESETS else "mnist1d"
+  return "mnist1d"
+
+
 def config_from_args(argv: Sequence[str] | None = None):
-  """The config of the command line: a preset with the flags applied.
+  """The config of the command line: a preset with the flags applied (with
+  `--resume --workdir W`: the run's saved config with the flags applied).
 
   Returns:
     `(config, explicit, print_config)`: the config, the names of the fields
@@ -143,10 +166,20 @@ def config_from_args(argv: Sequence[str] | None = None):
     SystemExit: a flag the parser refuses (one line, status 2).
     ConfigError: flags that contradict each other.
   """
-  parser = build_parser()
+  argv = list(sys.argv[1:] if argv is None else argv)
+  parser = build_parser(_preset_named(argv))
   args = vars(parser.parse_args(argv))
   print_config = args.pop("print_config")
   args.pop("processes", None)
-  config = presets.get_config(args.pop("preset", "mnist1d"))
+  preset = args.pop("preset", None)
+  config = None
+  if args.get("resume") and args.get("workdir"):
+    # A resume continues the run's own config; the flags override it
+    # (training checks what they may change: config.check_resumable).
+    config = resume.saved_config(args["workdir"])
+    if config is not None and preset is not None:
+      args["preset"] = preset
+  if config is None:
+    config = presets.get_config(preset or "mnist1d")
   explicit = apply_overrides(config, args)
   return config, explicit, print_config

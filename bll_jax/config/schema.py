@@ -63,6 +63,8 @@ class Field:
 
 DATASETS = ("mnist1d", "fashion_mnist", "mnist", "cifar10", "imagenet2012",
             "reverse", "sort", "copy")
+# Made, not read: they take no data_dir.
+GENERATED_DATASETS = ("mnist1d", "reverse", "sort", "copy")
 DATA_SOURCES = ("auto", "generated", "idx", "tfds")
 MODELS = ("mlp", "cnn", "resnet18", "resnet34", "resnet50", "transformer")
 METHODS = ("bll", "bp", "local", "drtp")

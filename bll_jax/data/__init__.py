@@ -16,7 +16,8 @@ imagenet2012       "tfds"
 =================  ============================================================
 
 With `source="auto"`, a `data_dir` without IDX files is taken for a tfds data
-directory. Importing this package is cheap: TensorFlow is imported only when a
+directory if it holds a folder of the dataset's name (one tfds prepared);
+otherwise the files are missing, and `load` says so. Importing this package is cheap: TensorFlow is imported only when a
 tfds dataset is loaded, and MNIST-1D is generated on first use.
 """
 
@@ -36,10 +37,11 @@ DATASETS = ("mnist1d", "fashion_mnist", "mnist", "cifar10", "imagenet2012",
 SOURCES = ("auto", "generated", "idx", "tfds")
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
-_GENERATED = ("mnist1d", "reverse", "sort", "copy")
+GENERATED = ("mnist1d", "reverse", "sort", "copy")
 _IDX = ("fashion_mnist", "mnist")
 
-__all__ = ["DATASETS", "SOURCES", "Batch", "Dataset", "DatasetInfo", "load"]
+__all__ = ["DATASETS", "GENERATED", "SOURCES", "Batch", "Dataset",
+           "DatasetInfo", "load"]
 
 
 def load(name: str, *, data_dir: str | os.PathLike | None = None,
@@ -92,7 +94,7 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None,
 
 
 def _sources(name: str) -> tuple[str, ...]:
-  if name in _GENERATED:
+  if name in GENERATED:
     return ("generated",)
   if name in _IDX:
     return ("idx", "tfds")
@@ -101,11 +103,19 @@ def _sources(name: str) -> tuple[str, ...]:
 
 def _auto_source(name: str, data_dir: str | None) -> str:
   """The source "auto" stands for (see the module docstring)."""
-  if name in _GENERATED:
+  if name in GENERATED:
     return "generated"
   if name in _IDX:
     if data_dir is not None:
-      return "idx" if idx.has_files(data_dir) else "tfds"
+      if idx.has_files(data_dir):
+        return "idx"
+      if os.path.isdir(os.path.join(data_dir, name)):
+        return "tfds"           # a tfds data directory that holds `name`
+      raise FileNotFoundError(
+          f"data_dir {data_dir!r} holds neither the IDX files of {name} "
+          f"({', '.join(idx.FILES.values())}, each raw or .gz) nor a tfds "
+          f"folder {name}/: put the files there, or pass source 'tfds' "
+          "(--dataset.source tfds) to download and prepare it there")
     if name == "fashion_mnist" and idx.has_files(DEBIAN_FASHION_MNIST):
       return "idx"
   return "tfds"

@@ -38,13 +38,17 @@ class MeshSpec:
     Raises:
       ValueError: one line naming the allowed form.
     """
-    sizes = {"data": 0, "block": 1}
+    sizes, seen = {"data": 0, "block": 1}, set()
     for item in filter(None, (t.strip() for t in (text or "").split(","))):
       name, sep, value = item.partition("=")
       if not sep or name not in sizes or not value.isdigit() or int(value) < 1:
         raise ValueError(
             f"mesh must look like 'data=D,block=B' with positive integers and "
             f"axes {list(AXES)}, got {text!r}")
+      if name in seen:
+        raise ValueError(f"mesh names the axis {name!r} twice, got {text!r}: "
+                         "give each of data and block once")
+      seen.add(name)
       sizes[name] = int(value)
     return cls(sizes["data"], sizes["block"])
 

@@ -9,11 +9,12 @@
 
 from bll_jax.config import ConfigError
 from bll_jax.training.checkpoint import CheckpointError
+from bll_jax.training.loop import Interrupted
 from bll_jax.training.loop import Run
 from bll_jax.training.loop import TrainingDiverged
 from bll_jax.training.loop import jsonable
 from bll_jax.training.loop import prepare
 from bll_jax.training.loop import train_and_evaluate
 
-__all__ = ["CheckpointError", "ConfigError", "Run", "TrainingDiverged",
-           "jsonable", "prepare", "train_and_evaluate"]
+__all__ = ["CheckpointError", "ConfigError", "Interrupted", "Run",
+           "TrainingDiverged", "jsonable", "prepare", "train_and_evaluate"]

@@ -87,7 +87,32 @@ def learning_rate(config, steps_per_epoch: int, total_steps: int,
 
 
 def make_stack(config, info) -> models_lib.LayerStack:
+  """The network of `config`, sized for the dataset `info` describes.
+
+  Raises:
+    ValueError: a model that cannot read the dataset's inputs (one line).
+  """
+  check_model_fits_data(config.model.name, info)
   return models_lib.build(config.model, info.num_classes, info.input_shape)
+
+
+def check_model_fits_data(model: str, info) -> None:
+  """Refuses, in one line, a model that cannot read the dataset's inputs:
+  the Transformer reads token sequences (a label per token), the others
+  float signals or images (a label per example), ResNets images only."""
+  data = (f"dataset {info.name!r} gives {info.input_dtype} inputs of shape "
+          f"{info.input_shape}")
+  if model == "transformer" and info.task != "sequence":
+    raise ValueError(f"model.name 'transformer' reads token sequences (the "
+                     f"datasets reverse, sort, copy); {data}: use mlp, cnn "
+                     "or a resnet")
+  if model != "transformer" and info.task == "sequence":
+    raise ValueError(f"model.name {model!r} predicts one class per example; "
+                     f"{data} with a label per token: use model.name "
+                     "transformer")
+  if model.startswith("resnet") and len(info.input_shape) != 3:
+    raise ValueError(f"model.name {model!r} reads images (height, width, "
+                     f"channels); {data}: use mlp or cnn")
 
 
 def make_engine(config, info, steps_per_epoch: int, total_steps: int,

@@ -34,6 +34,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from typing import Any
 
@@ -58,6 +59,10 @@ step_key = jax.jit(jax.random.fold_in)
 
 class TrainingDiverged(RuntimeError):
   """A NaN or infinite loss; names the block and the step."""
+
+
+class Interrupted(RuntimeError):
+  """Ctrl-C while training; names the step and the checkpoint to resume."""
 
 
 @dataclasses.dataclass
@@ -171,6 +176,30 @@ def _has_checkpoints(workdir: str | None) -> bool:
       for name in os.listdir(directory))
 
 
+def make_workdir(workdir: str) -> list[str]:
+  """Creates `workdir` (and its missing parents); returns the folders it
+  created, deepest first.
+
+  Raises:
+    ConfigError: one line when it cannot be created (under a file, on a
+      read-only or virtual file system, no permission).
+  """
+  created, path = [], os.path.abspath(workdir)
+  while not os.path.exists(path):
+    created.append(path)
+    path = os.path.dirname(path)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise ConfigError(f"workdir {workdir!r} cannot be created "
+                      f"({e.strerror or e}): choose another --workdir"
+                      ) from None
+  if not os.access(workdir, os.W_OK | os.X_OK):
+    raise ConfigError(f"workdir {workdir!r} is not writable: choose another "
+                      "--workdir")
+  return created
+
+
 def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
   """Trains and evaluates `config`; returns (and writes) the summary.
 
@@ -182,6 +211,7 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
   Raises:
     ConfigError: invalid config or missing data (before any compile).
     TrainingDiverged: a NaN or infinite loss.
+    Interrupted: Ctrl-C (KeyboardInterrupt) while training.
     bll_jax.training.checkpoint.CheckpointError: `resume` with an unreadable
       checkpoint.
   """
@@ -191,10 +221,20 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
         f"no checkpoint found in {workdir!r}: nothing to resume (check "
         "--workdir, or drop --resume to start a new run)" if workdir else
         "--resume needs --workdir: the run directory to continue")
-  run = prepare(config)
+  workdir = workdir or config_lib.default_workdir(config)
+  created = make_workdir(workdir)
+  try:
+    run = prepare(config)
+  except BaseException:
+    for directory in created:       # a refused run leaves nothing behind
+      if os.path.isdir(directory) and not os.listdir(directory):
+        os.rmdir(directory)
+    raise
   cfg, dataset, engine, runner = run.config, run.dataset, run.engine, run.runner
-  workdir = workdir or config_lib.default_workdir(cfg)
-  os.makedirs(workdir, exist_ok=True)
+  if cfg.resume:
+    saved = config_lib.saved_config(workdir)
+    if saved is not None:
+      config_lib.check_resumable(saved, cfg)
   checkpoints = checkpoint_lib.Checkpointer(
       os.path.join(workdir, "checkpoints"), int(cfg.keep_checkpoints))
   if not cfg.resume and checkpoints.latest_step() is not None:
@@ -206,17 +246,20 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
                     dataset.info.input_dtype)
   state = runner.place(engine.init(jax.random.key(seed), sample))
   progress: dict[str, Any] = {"sums": {}, "count": 0, "history": []}
-  latest = checkpoints.latest_step() if cfg.resume else None
-  if latest is not None:
-    restored, progress = checkpoints.restore(
-        latest, runner.checkpoint_layout(state))
-    state = runner.place(restored)
+  if cfg.resume:
+    restored = checkpoints.restore_latest(runner.checkpoint_layout(state))
+    for step, folder, why in restored.set_aside:
+      print(f"bll-train: checkpoint {step} is damaged ({why}); resuming "
+            f"from step {restored.step}, the damaged one kept in {folder}",
+            file=sys.stderr)
+    state, progress = runner.place(restored.state), restored.progress
   # Written once the restore has succeeded: a refused resume leaves the run
   # directory as it was.
   chief = jax.process_index() == 0    # one writer of metrics and summaries
   if chief:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(cfg.to_json_best_effort(indent=2))
+    print(f"bll-train: run directory {workdir}", file=sys.stderr)
 
   def save(step, state):
     checkpoints.save(step, runner.checkpoint_layout(state), progress)
@@ -227,72 +270,102 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
   step = int(runner.to_host(state.step))
   first_step_of_run, train_seconds = step, 0.0
 
+  window, window_count = {}, [0]     # the steps since the last step record
+
   def flush(pending, first):
     """Brings step metrics to the host, checks and sums them (`first`: the
     1-based number of the step of `pending[0]`)."""
     records = runner.to_host(pending)
     _check_finite(records, first, checkpoints)
-    for record in records:
+    every = int(cfg.log_every_steps)
+    for i, record in enumerate(records):
       for name, value in record.items():
         progress["sums"][name] = progress["sums"].get(name, 0.0) + float(value)
+        window[name] = window.get(name, 0.0) + float(value)
+      window_count[0] += 1
+      at = first + i
+      if writer and (at % every == 0 or at == run.total_steps):
+        # The mean of the steps since the last record: `step/<metric>`.
+        writer.write(at, {"step": at, **{f"step/{k}": v / window_count[0]
+                                         for k, v in window.items()}})
+      if at % every == 0 or at == run.total_steps:
+        window.clear()
+        window_count[0] = 0
     progress["count"] += len(records)
     return records[-1] if records else None
 
-  if step < run.total_steps:      # compile, on a copy, outside the timing
-    epoch, start = divmod(step, run.steps_per_epoch)
-    first = next(iter(dataset.train_batches(batch_size, seed=seed, epoch=epoch,
-                                            start_step=start, **shard)))
-    runner.warm_up(state, first, step_key(keys_of, step))
+  try:
+    if step < run.total_steps:      # compile, on a copy, outside the timing
+      epoch, start = divmod(step, run.steps_per_epoch)
+      first = next(iter(dataset.train_batches(
+          batch_size, seed=seed, epoch=epoch, start_step=start, **shard)))
+      # No ETA while the programs compile (it would count the compile).
+      compiling = tqdm(total=None, desc="compiling", disable=not cfg.progress,
+                       leave=False, bar_format="{desc} ({elapsed})")
+      runner.warm_up(state, first, step_key(keys_of, step))
+      compiling.close()
 
-  wall_start = time.perf_counter()
-  while step < run.total_steps:
-    epoch_seconds = train_seconds
-    epoch, start = divmod(step, run.steps_per_epoch)
-    end = min(run.steps_per_epoch, run.total_steps - epoch * run.steps_per_epoch)
-    epoch_end = epoch * run.steps_per_epoch + end
-    bar = tqdm(total=end, initial=start, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-               disable=not cfg.progress, leave=False, dynamic_ncols=True)
-    tick = time.perf_counter()
-    batches = iter(dataset.train_batches(batch_size, seed=seed, epoch=epoch,
-                                         start_step=start, **shard))
-    while step < epoch_end:
-      count = _segment(cfg, runner, step, epoch_end)
-      keys = [step_key(keys_of, step + i) for i in range(count)]
-      state, metrics = runner.run_epoch(
-          state, itertools.islice(batches, count), keys,
-          on_step=lambda: bar.update(1))
-      first, step = step + 1, step + len(metrics)
-      _postfix(bar, engine, flush(metrics, first))
-      if (cfg.checkpoint_every_steps and step < epoch_end
-          and step % int(cfg.checkpoint_every_steps) == 0):
-        jax.block_until_ready(state)
-        train_seconds += time.perf_counter() - tick
-        save(step, state)
-        tick = time.perf_counter()
-    jax.block_until_ready(state)
-    train_seconds += time.perf_counter() - tick
-    bar.close()
+    wall_start = time.perf_counter()
+    while step < run.total_steps:
+      epoch_seconds = train_seconds
+      epoch, start = divmod(step, run.steps_per_epoch)
+      end = min(run.steps_per_epoch,
+                run.total_steps - epoch * run.steps_per_epoch)
+      epoch_end = epoch * run.steps_per_epoch + end
+      bar = tqdm(total=end, initial=start,
+                 desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                 disable=not cfg.progress, leave=False, dynamic_ncols=True)
+      tick = time.perf_counter()
+      batches = iter(dataset.train_batches(batch_size, seed=seed, epoch=epoch,
+                                           start_step=start, **shard))
+      while step < epoch_end:
+        count = _segment(cfg, runner, step, epoch_end)
+        keys = [step_key(keys_of, step + i) for i in range(count)]
+        state, metrics = runner.run_epoch(
+            state, itertools.islice(batches, count), keys,
+            on_step=lambda: bar.update(1))
+        first, step = step + 1, step + len(metrics)
+        _postfix(bar, engine, flush(metrics, first))
+        if (cfg.checkpoint_every_steps and step < epoch_end
+            and step % int(cfg.checkpoint_every_steps) == 0):
+          jax.block_until_ready(state)
+          train_seconds += time.perf_counter() - tick
+          save(step, state)
+          tick = time.perf_counter()
+      jax.block_until_ready(state)
+      train_seconds += time.perf_counter() - tick
+      bar.close()
 
-    # Evaluated on one device: the blocks' states may live on several.
-    test = evaluate_lib.evaluate(engine, runner.to_host(state), dataset,
-                                 int(cfg.eval_batch_size))
-    count = max(progress["count"], 1)
-    record = {"epoch": epoch + 1, "step": step,
-              # This epoch's training time, compilation excluded (warm_up).
-              "train_seconds": train_seconds - epoch_seconds,
-              **{f"train/{k}": v / count for k, v in progress["sums"].items()},
-              **{f"test/{k}": v for k, v in test.items()}}
-    if writer:
-      writer.write(step, record)
-    progress["history"].append(record)
-    progress["sums"], progress["count"] = {}, 0
-    save(step, state)
-    if cfg.progress:
-      blocks = ", ".join("-" if a is None else f"{a:.3f}"
-                         for a in test["per_block_accuracy"])
-      tqdm.write(f"epoch {epoch + 1}: step {step}, test accuracy "
-                 f"{test['accuracy']:.4f} (blocks: {blocks})")
+      # Evaluated on one device: the blocks' states may live on several.
+      test = evaluate_lib.evaluate(engine, runner.to_host(state), dataset,
+                                   int(cfg.eval_batch_size))
+      count = max(progress["count"], 1)
+      record = {"epoch": epoch + 1, "step": step,
+                # This epoch's training time, compilation excluded (warm_up).
+                "train_seconds": train_seconds - epoch_seconds,
+                **{f"train/{k}": v / count
+                   for k, v in progress["sums"].items()},
+                **{f"test/{k}": v for k, v in test.items()}}
+      if writer:
+        writer.write(step, record)
+      progress["history"].append(record)
+      progress["sums"], progress["count"] = {}, 0
+      save(step, state)
+      if chief:           # with or without progress bars
+        blocks = ", ".join("-" if a is None else f"{a:.3f}"
+                           for a in test["per_block_accuracy"])
+        tqdm.write(f"epoch {epoch + 1}: step {step}, test accuracy "
+                   f"{test['accuracy']:.4f} (blocks: {blocks})")
 
+  except KeyboardInterrupt:
+    checkpoints.close()
+    last = checkpoints.latest_step()
+    raise Interrupted(
+        f"interrupted at step {step} of {run.total_steps}; " + (
+            f"the last checkpoint is step {last}: continue with bll-train "
+            f"--workdir {workdir} --resume" if last is not None else
+            "no checkpoint was written yet (--checkpoint-every-steps N saves "
+            "within an epoch)")) from None
   if writer:
     writer.close()
   checkpoints.close()
