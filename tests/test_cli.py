@@ -115,6 +115,11 @@ BAD_INPUTS = [
     ("workdir under a file", ["--workdir", os.path.join(TESTS, "conftest.py",
                                                         "run")],
      ["workdir", "cannot be created", "Not a directory"]),
+    ("malformed model factory", ["--model.factory", "my_model"],
+     ["model.factory must look like 'package.module:function'",
+      "'my_model'"]),
+    ("model factory that is not there", ["--model.factory", "json:nothing"],
+     ["model.factory 'json:nothing'", "'json' has no function 'nothing'"]),
     ("workdir under /proc", ["--workdir", "/proc/bll_jax_run"],
      ["workdir '/proc/bll_jax_run' cannot be created"]),
     ("local fixes the family", ["--method", "local", "--family", "gaussian"],
@@ -251,6 +256,21 @@ def test_help_lists_the_flags(no_compile, empty_cwd, capsys):
       assert " ".join(field.describe().split()) in flat, field.name
   assert "(one of: adam, adamw, sgd)" in flat
   assert "(one of: bll, bp, local, drtp)" in flat
+  # The values of the run it describes: the default preset builds a CNN.
+  assert re.search(r"--model\.name TEXT the network \(one of: [^)]*\) "
+                   r"\[default cnn\]", flat), flat
+  assert "value of the preset 'mnist1d'" in flat
+
+
+def test_help_shows_the_values_of_the_preset_named(no_compile, empty_cwd,
+                                                    capsys):
+  with pytest.raises(SystemExit):
+    cli.main(["--preset", "fashion_mnist_mlp", "--help"])
+  flat = " ".join(capsys.readouterr().out.split())
+  assert re.search(r"--model\.name TEXT the network \(one of: [^)]*\) "
+                   r"\[default mlp\]", flat)
+  assert "--model.widths INTS mlp: hidden widths (>= 1) [default " \
+         "512,512,512]" in flat
 
 
 def test_help_does_not_import_the_training_stack():
@@ -285,10 +305,28 @@ def test_the_console_script_trains_end_to_end(tmp_path):
   with open(workdir / "summary.json") as f:
     summary = json.load(f)
   assert line["steps"] == summary["steps"] == 5
+  # Without progress bars the epoch's line stays; the run directory is
+  # named first and last.
+  assert re.search(r"^epoch 1: step 5, test accuracy [0-9.]+ \(blocks: ",
+                   result.stdout, re.M), result.stdout
+  err = result.stderr.splitlines()
+  assert err[0] == f"bll-train: run directory {workdir}", result.stderr
+  assert err[-1] == f"bll-train: wrote {workdir / 'summary.json'}"
   assert line["test_accuracy"] == summary["test_accuracy"]
   assert 0.0 <= line["test_accuracy"] <= 1.0
   assert (line["preset"], line["method"], line["blocks"]) == ("mnist1d",
                                                              "bll", 3)
+
+
+def test_progress_says_compiling_while_the_programs_compile(tmp_path,
+                                                           capsys):
+  flags = [f for f in TINY_FLAGS if f not in ("--progress", "false")]
+  assert cli.main(flags + ["--progress", "true", "--steps", "2",
+                           "--workdir", str(tmp_path / "run")]) == 0
+  err = capsys.readouterr().err
+  assert "compiling (" in err
+  # The first epoch bar starts after it: its ETA does not count the compile.
+  assert err.index("compiling (") < err.index("epoch 1/")
 
 
 def test_a_diverging_run_exits_1_naming_the_block_and_step(tmp_path, capsys):

@@ -184,6 +184,9 @@ def test_each_method_writes_summary_metrics_tensorboard_and_checkpoints(
       method, "mnist1d", "mlp")
   assert (written["family"], written["feedback"]) == (family, feedback)
   assert (written["blocks"], written["epochs"], written["steps"]) == (3, 1, 30)
+  if method in ("bll", "bp"):        # 40-32-32-10 (local adds readouts)
+    assert written["parameters_per_block"] == [40 * 32 + 32, 32 * 32 + 32,
+                                               32 * 10 + 10]
   assert written["devices"] == [str(d) for d in jax.devices()]
   assert written["wall_seconds"] > 0 and written["examples_per_second"] > 0
   assert math.isfinite(written["final_train_loss"])

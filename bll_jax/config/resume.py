@@ -5,7 +5,8 @@ first checkpoint. `bll-train --workdir W --resume` starts from that file,
 not from a preset, and applies only the flags given; :func:`check_resumable`
 then compares the two configs field by field. A resume may change the
 fields of :data:`RESUMABLE`, which change how the run is watched, saved or
-where it runs, never what it computes, and its length (:data:`LENGTH`:
+where it runs (a 2-process run may continue on one device), never what it
+computes, and its length (:data:`LENGTH`:
 more epochs or steps) while the learning rate is constant: a schedule
 spans the run's length, so changing the length would change the learning
 rate of the steps already taken. Anything else that differs is refused, in
@@ -24,12 +25,14 @@ from bll_jax.config.schema import ConfigError
 
 CONFIG_FILE = "config.json"
 
-# What a resume may change: the run's book-keeping, never its arithmetic.
+# What a resume may change: the run's book-keeping and where it runs (a
+# checkpoint is restored onto any mesh: the same updates, up to the order
+# of floating-point sums), never its arithmetic (the schedule stays).
 RESUMABLE = frozenset({
     "workdir", "resume", "progress", "log_every_steps",
     "checkpoint_every_steps", "keep_checkpoints", "eval_batch_size",
     "dataset.data_dir", "distributed", "coordinator_address",
-    "num_processes", "process_id"})
+    "num_processes", "process_id", "mesh", "pipeline", "step_mode"})
 # The run's length: resumable under a constant learning rate only.
 LENGTH = frozenset({"epochs", "steps"})
 

@@ -110,6 +110,10 @@ FIELDS: tuple[Field, ...] = (
       "epoch, end epoch)", bound="non_negative"),
     # The network.
     F("model.name", "mlp", "the network", MODELS),
+    F("model.factory", "", "your own network instead: \"module:function\" "
+      "returning a list of modules (flax linen, NNX, functions), an "
+      "nn.Sequential or a LayerStack; called with num_classes, input_shape, "
+      "input_dtype where it names them (bll_jax.models.factory)"),
     F("model.widths", (512, 512, 512), "mlp: hidden widths",
       bound="at_least_one"),
     F("model.channels", (32, 64, 128), "cnn: channels per conv unit",

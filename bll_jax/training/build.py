@@ -92,8 +92,10 @@ def make_stack(config, info) -> models_lib.LayerStack:
   Raises:
     ValueError: a model that cannot read the dataset's inputs (one line).
   """
-  check_model_fits_data(config.model.name, info)
-  return models_lib.build(config.model, info.num_classes, info.input_shape)
+  if not config.model.factory:      # a factory's network is checked by use
+    check_model_fits_data(config.model.name, info)
+  return models_lib.build(config.model, info.num_classes, info.input_shape,
+                          info.input_dtype, info.task == "sequence")
 
 
 def check_model_fits_data(model: str, info) -> None:

@@ -244,7 +244,13 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
   batch_size, seed = int(cfg.batch_size), int(cfg.seed)
   sample = np.zeros((batch_size,) + dataset.info.input_shape,
                     dataset.info.input_dtype)
-  state = runner.place(engine.init(jax.random.key(seed), sample))
+  initial = engine.init(jax.random.key(seed), sample)
+  # What each block holds (auxiliary heads included): for balancing cuts.
+  parameters_per_block = [
+      sum(int(np.prod(x.shape)) for x in jax.tree.leaves(block.params))
+      for block in initial.blocks]
+  state = runner.place(initial)
+  del initial
   progress: dict[str, Any] = {"sums": {}, "count": 0, "history": []}
   if cfg.resume:
     restored = checkpoints.restore_latest(runner.checkpoint_layout(state))
@@ -379,9 +385,10 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
       "preset": cfg.preset,
       "method": cfg.method,
       "dataset": cfg.dataset.name,
-      "model": cfg.model.name,
+      "model": cfg.model.factory or cfg.model.name,
       "blocks": engine.num_blocks,
       "cuts": list(engine.edges),
+      "parameters_per_block": parameters_per_block,
       "family": None if cfg.method == "bp" else cfg.family,
       "feedback": None if cfg.method == "bp" else cfg.feedback,
       # One per hidden block where calibrated, else the run's one value.
