@@ -9,7 +9,8 @@ deviation over seeds, each block's own test accuracy, time and machine;
 experiments not run here get a row saying why. Under each table with runs
 goes the prose of `experiments/notes/<experiment>.md`. Plots go to
 `experiments/results/plots/`: learning curves (test accuracy per epoch) and
-each block's own accuracy by depth. The tables of
+each block's own accuracy by depth, and for the sweeps over the number of
+blocks (`by_blocks`) the metric against K. The tables of
 `python -m experiments.authors_recipe` are appended. Runs written before the
 configs were overrides (with `argv` instead of `overrides`) read the same.
 """
@@ -240,6 +241,62 @@ def plots(experiment: dict, runs: dict[str, list[dict]], out: str
   return [path]
 
 
+def blocks_series(experiment: dict, runs: dict[str, list[dict]]):
+  """`({method: [(K, mean, sd), ...] by K}, (bp mean, bp sd) or None)` of
+  the experiment's last metric over seeds (sd 0 with one seed)."""
+  metric = experiment["metrics"][-1]
+  lines: dict[str, list[tuple[int, float, float]]] = {}
+  for label, (method, k) in experiment["by_blocks"].items():
+    values = _values(runs, label, metric)
+    if values:
+      lines.setdefault(method, []).append(
+          (k, statistics.mean(values), _sd(runs, label, metric)))
+  for points in lines.values():
+    points.sort()
+  values = _values(runs, "bp", metric)
+  reference = ((statistics.mean(values), _sd(runs, "bp", metric))
+               if values else None)
+  return lines, reference
+
+
+def blocks_plot(experiment: dict, runs: dict[str, list[dict]], out: str
+                ) -> list[str]:
+  """For an experiment with `by_blocks` (label -> (method, K)): its metric
+  against K, a line per method (mean over seeds, bars one standard
+  deviation), backprop as a horizontal band (mean ± standard deviation);
+  returns the PNG path (none without runs of at least two K)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  metric = experiment["metrics"][-1]
+  lines, reference = blocks_series(experiment, runs)
+  if not any(len(points) > 1 for points in lines.values()):
+    return []
+  fig, ax = plt.subplots(figsize=(6.5, 4.5))
+  if reference:
+    mean, sd = reference
+    ax.axhspan(mean - sd, mean + sd, color="0.85")
+    ax.axhline(mean, color="0.4", linestyle="--", label="bp (any K)")
+  for method, points in lines.items():
+    ax.errorbar([p[0] for p in points], [p[1] for p in points],
+                yerr=[p[2] for p in points], marker="o", capsize=3,
+                label=method)
+  ax.set(xscale="log", xlabel="blocks K",
+         ylabel=metric.replace("test_", "").replace("_", " "),
+         title=experiment.get("title", experiment["name"]))
+  ax.set_xticks(sorted({k for _, k in experiment["by_blocks"].values()}))
+  ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+  ax.title.set_fontsize(8)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  os.makedirs(out, exist_ok=True)
+  path = os.path.join(out, f"{experiment['name']}_by_blocks.png")
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return [path]
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(prog="python -m experiments.make_table",
                                    description=__doc__.splitlines()[0])
@@ -270,7 +327,10 @@ def main(argv=None):
     if text and runs:
       lines += ["", text]
     if runs:
-      for path in plots(experiment, runs, plot_dir):
+      drawn = plots(experiment, runs, plot_dir)
+      if "by_blocks" in experiment:
+        drawn += blocks_plot(experiment, runs, plot_dir)
+      for path in drawn:
         rel = os.path.relpath(path, os.path.dirname(args.out))
         lines += ["", f"![{name}]({rel})"]
     lines.append("")

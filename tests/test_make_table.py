@@ -338,6 +338,33 @@ def test_main_writes_every_section_and_the_plots(tmp_path, capsys):
   assert sum(line.startswith("![") for line in lines) == 2
 
 
+def test_a_sweep_over_blocks_is_plotted_against_k(tmp_path):
+  """The metric by K, a line per method, bp as a band: the series are the
+  means and standard deviations over seeds, computed here by hand."""
+  experiment = configs.load("shakespeare_char_blocks")
+  results = tmp_path / "results"
+  name = "shakespeare_char_blocks"
+  _write(results, name, "bp", [0.5, 0.5],
+         test_bits_per_token=[2.0, 2.2])
+  _write(results, name, "bll K=2", [0.4], test_bits_per_token=[2.4])
+  _write(results, name, "bll K=8", [0.3, 0.3],
+         test_bits_per_token=[2.9, 3.1])
+  _write(results, name, "local K=4", [0.3], test_bits_per_token=[2.6])
+  runs = make_table.load_runs(str(results), name)
+  lines, reference = make_table.blocks_series(experiment, runs)
+  assert reference == pytest.approx((2.1, statistics.stdev([2.0, 2.2])))
+  assert lines["bll"] == [(2, 2.4, 0.0),
+                          (8, pytest.approx(3.0),
+                           pytest.approx(statistics.stdev([2.9, 3.1])))]
+  assert lines["local"] == [(4, 2.6, 0.0)]
+  (path,) = make_table.blocks_plot(experiment, runs, str(tmp_path / "p"))
+  assert pathlib.Path(path).name == f"{name}_by_blocks.png"
+  assert pathlib.Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  # One K per method is no line: nothing is drawn.
+  del runs["bll K=8"]
+  assert make_table.blocks_plot(experiment, runs, str(tmp_path / "q")) == []
+
+
 def test_main_without_runs_draws_nothing(tmp_path):
   out = tmp_path / "RESULTS.md"
 

@@ -701,6 +701,53 @@ def test_a_token_target_run_completes(tmp_path):
   assert record["test/exact_match"] == summary["test_exact_match"]
 
 
+def test_a_language_model_reports_bits_per_character_and_writes_samples(
+    tmp_path):
+  """shakespeare_char on the slice of Hamlet in tests/data: the test loss
+  recomputed in float64 from the checkpoint, bits = nats / ln 2, and the
+  greedy continuation in samples.txt recomputed token by token."""
+  slice_ = os.path.join(os.path.dirname(__file__), "data", "hamlet_act1.txt")
+  config = _config("shakespeare_char", **{
+      "dataset.data_dir": slice_, "dataset.context": 16,
+      "dataset.train_size": 256, "model.num_layers": 2, "model.d_model": 32,
+      "model.num_heads": 2, "model.mlp_dim": 64, "cuts": (), "blocks": 3,
+      "batch_size": 16, "eval_batch_size": 64, "steps": 10,
+      "progress": False, "mesh": "data=1"})
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary["dataset"] == "text" and summary["corpus"]["documents"] == 1
+  assert summary["test_bits_per_token"] == pytest.approx(
+      summary["test_loss"] / math.log(2), rel=1e-12)
+  run, state, _ = _restore(config, str(tmp_path))
+  inputs, labels = [], []
+  for batch in run.dataset.test_batches(run.dataset.info.test_size):
+    inputs.append(batch["inputs"])
+    labels.append(batch["labels"])
+  logits, _ = jax.device_get(run.engine.predict(state, np.concatenate(inputs)))
+  logits = np.asarray(logits, np.float64)
+  log_probs = logits - logits.max(-1, keepdims=True)
+  log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+  labels = np.concatenate(labels)
+  nats = -np.take_along_axis(log_probs, labels[..., None], -1).mean()
+  assert summary["test_loss"] == pytest.approx(nats, rel=1e-5)
+
+  text = (tmp_path / "samples.txt").read_text(encoding="utf-8")
+  first = run.dataset.decode(next(iter(run.dataset.test_batches(1)))[
+      "inputs"][0])
+  header, rest = text.split("\n", 1)
+  assert header == "# prompt: the first 16 characters of the test split"
+  middle = "\n# greedy continuation, 500 characters\n"
+  assert rest.startswith(first + middle) and rest.endswith("\n")
+  sample = rest[len(first + middle):-1]
+  assert len(sample) == 500
+  assert set(sample) <= set(run.dataset.info.metadata["vocab"])
+  window = list(run.dataset.encode(first))
+  for expected in sample[:5]:
+    step_logits, _ = run.engine.predict(state, np.asarray([window], np.int32))
+    token = int(np.argmax(np.asarray(step_logits)[0, -1]))
+    assert run.dataset.decode([token]) == expected
+    window = window[1:] + [token]
+
+
 def test_reverse_transformer_reports_exact_match_from_greedy_decoding(
     tmp_path):
   config = _config("seq_transformer", base=TINY_REVERSE)

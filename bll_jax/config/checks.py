@@ -34,7 +34,8 @@ def check(config: ml_collections.ConfigDict) -> None:
         f"dataset.data_dir is for datasets read from files; "
         f"{config.dataset.name!r} is generated and reads none: drop "
         f"--data-dir (given {data_dir!r})")
-  if data_dir and not os.path.isdir(data_dir):
+  if data_dir and not (os.path.isdir(data_dir) or (
+      config.dataset.name == "text" and os.path.isfile(data_dir))):
     raise ConfigError(f"dataset.data_dir {data_dir!r} does not exist or is "
                       "not a directory")
   if config.temperature_calibration != "none" and (

@@ -62,10 +62,10 @@ class Field:
 
 
 DATASETS = ("mnist1d", "fashion_mnist", "mnist", "cifar10", "imagenet2012",
-            "reverse", "sort", "copy")
+            "reverse", "sort", "copy", "text")
 # Made, not read: they take no data_dir.
 GENERATED_DATASETS = ("mnist1d", "reverse", "sort", "copy")
-DATA_SOURCES = ("auto", "generated", "idx", "tfds")
+DATA_SOURCES = ("auto", "generated", "idx", "tfds", "files")
 MODELS = ("mlp", "cnn", "resnet18", "resnet34", "resnet50", "transformer")
 METHODS = ("bll", "bp", "local", "drtp")
 FAMILIES = ("bernoulli", "categorical", "gaussian",
@@ -89,14 +89,16 @@ FIELDS: tuple[Field, ...] = (
     # The data.
     F("dataset.name", "mnist1d", "the dataset", DATASETS),
     F("dataset.data_dir", "", "where the dataset's files are (\"\": its "
-      "default location)"),
+      "default location; text: a file or a folder of *.txt)"),
     F("dataset.source", "auto", "where the data comes from (see "
       "bll_jax.data)", DATA_SOURCES),
     F("dataset.length", 16, "sequence tasks: source length L",
       bound="at_least_one"),
     F("dataset.num_symbols", 16, "sequence tasks: symbols (vocabulary - 2)",
       bound="at_least_one"),
-    F("dataset.train_size", 65536, "sequence tasks: examples per epoch",
+    F("dataset.train_size", 65536, "sequence tasks, text: examples (windows) "
+      "per epoch", bound="at_least_one"),
+    F("dataset.context", 128, "text: characters per example",
       bound="at_least_one"),
     F("dataset.eval_split", "test", "evaluate on held-out data to choose "
       "settings on: sequences their own validation stream, in-memory "

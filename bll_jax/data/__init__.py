@@ -8,6 +8,8 @@ dataset            sources ("auto" picks the first that applies)
 =================  ============================================================
 mnist1d            "generated": the `mnist1d` package, offline (the default)
 reverse/sort/copy  "generated": synthetic sequence tasks, offline
+text               "files": UTF-8 text in `data_dir` (a file or a folder), by
+                   default Shakespeare's plays (:mod:`bll_jax.data.text`)
 fashion_mnist      "idx": IDX files in `data_dir`, else in the Debian package's
                    directory `/usr/share/datasets/fashion-mnist`; "tfds"
 mnist              "idx": IDX files in `data_dir`; "tfds"
@@ -28,13 +30,14 @@ import os
 from bll_jax.data import idx
 from bll_jax.data import mnist1d
 from bll_jax.data import sequences
+from bll_jax.data import text
 from bll_jax.data.base import Batch
 from bll_jax.data.base import Dataset
 from bll_jax.data.base import DatasetInfo
 
 DATASETS = ("mnist1d", "fashion_mnist", "mnist", "cifar10", "imagenet2012",
-            "reverse", "sort", "copy")
-SOURCES = ("auto", "generated", "idx", "tfds")
+            "reverse", "sort", "copy", "text")
+SOURCES = ("auto", "generated", "idx", "tfds", "files")
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
 GENERATED = ("mnist1d", "reverse", "sort", "copy")
@@ -51,7 +54,8 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None,
   Args:
     name: one of `DATASETS`.
     data_dir: a folder holding the IDX files (fashion_mnist, mnist) or the tfds
-      data directory; unused by the generated datasets.
+      data directory; text: a text file or a folder; unused by the generated
+      datasets.
     source: "auto", or one of the sources `name` allows (table above).
     **options: dataset options, e.g. `length=8` for the sequence tasks or
       `image_size=160` for imagenet2012; see each source module.
@@ -72,10 +76,13 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None,
                      f"{name!r}, got {source!r}")
   if data_dir is not None:
     data_dir = os.fspath(data_dir)
-    if not os.path.isdir(data_dir):
+    if not (os.path.isdir(data_dir)
+            or (name == "text" and os.path.isfile(data_dir))):
       raise FileNotFoundError(f"data_dir {data_dir!r} does not exist")
   if source == "auto":
     source = _auto_source(name, data_dir)
+  if source == "files":
+    return text.load(data_dir=data_dir, **options)
   if source == "generated":
     if name == "mnist1d":
       return mnist1d.load(**options)
@@ -98,6 +105,8 @@ def _sources(name: str) -> tuple[str, ...]:
     return ("generated",)
   if name in _IDX:
     return ("idx", "tfds")
+  if name == "text":
+    return ("files",)
   return ("tfds",)
 
 
@@ -105,6 +114,8 @@ def _auto_source(name: str, data_dir: str | None) -> str:
   """The source "auto" stands for (see the module docstring)."""
   if name in GENERATED:
     return "generated"
+  if name == "text":
+    return "files"
   if name in _IDX:
     if data_dir is not None:
       if idx.has_files(data_dir):

@@ -27,7 +27,7 @@ import numpy as np
 # "inputs", "labels" (int32) and "weights" (float32), batch-major.
 Batch = dict[str, np.ndarray]
 
-TASKS = ("classification", "sequence")
+TASKS = ("classification", "sequence", "language")
 INPUT_DTYPES = ("float32", "int32")
 
 
@@ -37,7 +37,9 @@ class DatasetInfo:
 
   Attributes:
     name: the dataset's name in :data:`bll_jax.data.DATASETS`.
-    task: "classification" or "sequence".
+    task: "classification", "sequence" (a task with a separator and
+      targets, decoded greedily) or "language" (next-token prediction on
+      windows of text); the last two have a label per token.
     num_classes: the number of classes, or the vocabulary size for sequences.
     input_shape: the shape of one example's inputs, e.g. `(28, 28, 1)`.
     input_dtype: "float32" (signals, images) or "int32" (tokens).

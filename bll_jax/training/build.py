@@ -95,7 +95,7 @@ def make_stack(config, info) -> models_lib.LayerStack:
   if not config.model.factory:      # a factory's network is checked by use
     check_model_fits_data(config.model.name, info)
   return models_lib.build(config.model, info.num_classes, info.input_shape,
-                          info.input_dtype, info.task == "sequence")
+                          info.input_dtype, info.task != "classification")
 
 
 def check_model_fits_data(model: str, info) -> None:
@@ -104,11 +104,11 @@ def check_model_fits_data(model: str, info) -> None:
   float signals or images (a label per example), ResNets images only."""
   data = (f"dataset {info.name!r} gives {info.input_dtype} inputs of shape "
           f"{info.input_shape}")
-  if model == "transformer" and info.task != "sequence":
+  if model == "transformer" and info.task == "classification":
     raise ValueError(f"model.name 'transformer' reads token sequences (the "
-                     f"datasets reverse, sort, copy); {data}: use mlp, cnn "
-                     "or a resnet")
-  if model != "transformer" and info.task == "sequence":
+                     f"datasets reverse, sort, copy, text); {data}: use mlp, "
+                     "cnn or a resnet")
+  if model != "transformer" and info.task != "classification":
     raise ValueError(f"model.name {model!r} predicts one class per example; "
                      f"{data} with a label per token: use model.name "
                      "transformer")
@@ -171,6 +171,10 @@ def load_dataset(config):
   if config.dataset.name in ("reverse", "sort", "copy"):
     options = {"length": int(config.dataset.length),
                "num_symbols": int(config.dataset.num_symbols),
+               "train_size": int(config.dataset.train_size),
+               "eval_split": config.dataset.eval_split}
+  elif config.dataset.name == "text":
+    options = {"context": int(config.dataset.context),
                "train_size": int(config.dataset.train_size),
                "eval_split": config.dataset.eval_split}
   elif config.dataset.name == "imagenet2012":

@@ -6,7 +6,10 @@ last entry is the output block; hidden entries are `None` for `bp`, which has
 no feedback network). For token targets, the local accuracies are per target
 token with teacher forcing, and the network is also decoded greedily:
 `accuracy` is then the greedy token accuracy and `exact_match` the fraction of
-test sequences decoded without a single error.
+test sequences decoded without a single error. For language modelling
+(`task == "language"`), `loss` is in nats per token, `bits_per_token` is
+`loss / ln 2`, and the accuracies are next-token accuracies;
+:func:`greedy_text` continues a prompt.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ def evaluate(engine: engine_lib.Engine, state: engine_lib.TrainState, dataset,
   result = {"loss": float(sums["loss"]) / weight,
             "accuracy": per_block[-1],
             "per_block_accuracy": per_block}
+  if info.task == "language":
+    result["bits_per_token"] = result["loss"] / math.log(2.0)
   if info.task == "sequence":
     result["teacher_forced_accuracy"] = per_block[-1]
     result["accuracy"] = float(decoded_correct) / max(float(decoded_tokens), 1.0)
@@ -89,3 +94,27 @@ def greedy_decoder(engine: engine_lib.Engine, source_length: int):
             "sequences": jnp.sum(real)}
 
   return decode
+
+
+def greedy_text(engine: engine_lib.Engine, state: engine_lib.TrainState,
+                prompt, length: int):
+  """`length` tokens continuing `prompt` (int tokens, at least one), each
+  the output block's most likely next token given the last `len(prompt)`
+  tokens (a sliding window of the model's context). One compiled program,
+  run `length` times."""
+  window = jnp.asarray(prompt, jnp.int32)[None]
+  if window.shape[1] < 1 or length < 0:
+    raise ValueError(f"need a prompt of at least one token and length >= 0, "
+                     f"got {window.shape[1]} tokens and length {length}")
+
+  def step(state, window):
+    logits, _ = engine.predict(state, window)
+    token = jnp.argmax(logits[0, -1]).astype(window.dtype)
+    return token, jnp.concatenate([window[:, 1:], token[None, None]], 1)
+
+  run = engine.jit(("greedy_text", window.shape[1]), lambda: step)
+  out = []
+  for _ in range(length):
+    token, window = run(state, window)
+    out.append(token)
+  return np.asarray(jax.device_get(out), np.int32)

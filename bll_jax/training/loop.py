@@ -421,10 +421,32 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
     summary["test_exact_match"] = final["test/exact_match"]
     summary["test_teacher_forced_accuracy"] = final[
         "test/teacher_forced_accuracy"]
+  if dataset.info.task == "language":
+    summary["test_bits_per_token"] = final["test/bits_per_token"]
+    summary["corpus"] = dataset.info.metadata
+    if chief:
+      write_samples(os.path.join(workdir, "samples.txt"), engine,
+                    runner.to_host(state), dataset)
   if chief:
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(jsonable(summary), f, indent=2)
   return summary
+
+
+SAMPLE_LENGTH = 500
+
+
+def write_samples(path: str, engine, state, dataset) -> None:
+  """The first evaluation window and its greedy continuation, as text."""
+  (first,) = itertools.islice(dataset.test_batches(1), 1)
+  prompt = first["inputs"][0]
+  continuation = evaluate_lib.greedy_text(engine, state, prompt,
+                                          SAMPLE_LENGTH)
+  split = dataset.info.metadata.get("eval_split", "test")
+  with open(path, "w", encoding="utf-8") as f:
+    f.write(f"# prompt: the first {len(prompt)} characters of the {split} "
+            f"split\n{dataset.decode(prompt)}\n# greedy continuation, "
+            f"{SAMPLE_LENGTH} characters\n{dataset.decode(continuation)}\n")
 
 
 def _postfix(bar, engine, last):

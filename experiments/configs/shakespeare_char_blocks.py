@@ -1,0 +1,31 @@
+"""How the language model's validation loss moves as the cuts multiply.
+
+The `shakespeare_char` preset (6-layer pre-LN Transformer, 128 wide,
+context 64, 2000 updates of 32 windows) cut into K = 2, 4 and 8 blocks
+(8 = every unit its own block: the deepest cut this network allows),
+evaluated on the validation split (settings are chosen on it, never on the
+test split). Backprop does not depend on the cut: one run is its band.
+"""
+
+from experiments.configs import METHODS
+
+BLOCKS = (2, 4, 8)
+SWEPT = ("bll", "local", "bll-calibrated", "drtp")
+
+VARIANTS = {"bp": METHODS["bp"]}
+for _method in SWEPT:
+  for _k in BLOCKS:
+    VARIANTS[f"{_method} K={_k}"] = {**METHODS[_method], "blocks": _k}
+
+EXPERIMENT = {
+    "title": "Shakespeare, character LM: validation loss against the number "
+             "of blocks K (6-layer Transformer, 2000 updates)",
+    "preset": "shakespeare_char",
+    "overrides": {"dataset.eval_split": "validation"},
+    "variants": VARIANTS,
+    "seeds": (0,),
+    "metrics": ("test_accuracy", "test_bits_per_token"),
+    # label -> (method, K) for the plot against K (make_table).
+    "by_blocks": {label: (label.split(" K=")[0], int(label.split("=")[1]))
+                  for label in VARIANTS if " K=" in label},
+}
