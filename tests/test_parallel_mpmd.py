@@ -63,9 +63,18 @@ def test_sync_on_any_mesh_equals_the_single_device_run(net, spec):
     assert devices == {d.id for d in runner.stages.meshes[stage].devices.flat}
 
 
-def test_data_parallel_on_8_devices_equals_one_device_with_8x_the_batch():
-  engine = _cases.make_engine(MLP)
+# bp on data=8 is the data-parallel backprop baseline (bll_jax.baselines):
+# every device a replica, gradients averaged every step; with padding the
+# devices' shards weigh differently and must still make the whole batch's
+# weighted mean.
+@pytest.mark.parametrize("method", ["bll", "bp"])
+def test_data_parallel_on_8_devices_equals_one_device_with_8x_the_batch(
+    method):
+  engine = _cases.make_engine(MLP, method=method)
   big, keys = _cases.make_batches(2, 8 * 8), _cases.make_keys(2)
+  big[1]["weights"] = np.where(np.arange(64) % 7 == 3, 0.0, 1.0).astype(
+      np.float32)
+  big[1]["weights"][40:48] = 0.0          # one device's shard all padding
   state0 = engine.init(jax.random.key(0), big[0]["inputs"])
   one = state0
   for b, k in zip(big, keys):

@@ -2,9 +2,16 @@
 and the same network.
 
 * :mod:`~bll_jax.baselines.gpipe` -- backprop pipelined over the stages,
-  GPipe-style (:class:`~bll_jax.baselines.gpipe.GPipe`).
+  GPipe-style (:class:`~bll_jax.baselines.gpipe.GPipe`);
+* :mod:`~bll_jax.baselines.one_f_one_b` -- the same passes in the
+  one-forward-one-backward order (:class:`OneFOneB`), which holds fewer
+  activations;
+* data-parallel backprop is `method bp` on a mesh `data=N` (every worker a
+  replica, gradients averaged every step): the engine's own step under the
+  `sync` runner (:func:`bll_jax.parallel.make_runner`), no code of its own.
 """
 
 from bll_jax.baselines.gpipe import GPipe
+from bll_jax.baselines.one_f_one_b import OneFOneB
 
-__all__ = ["GPipe"]
+__all__ = ["GPipe", "OneFOneB"]

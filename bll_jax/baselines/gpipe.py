@@ -15,8 +15,17 @@ One step of `M` micro-batches (Huang et al., 2019, with re-materialisation):
 Each stage idles `S - 1` of the `M + S - 1` ticks of each pass, every step:
 the bubble is `(S - 1) / (M + S - 1)` *per step*, where the block-local
 pipeline fills once per stream. A stage holds `M` stage inputs at once. The
-update equals backprop on the whole batch of `M` micro-batches (tested, for
-networks without BatchNorm, whose statistics are per micro-batch here).
+update equals backprop on the whole batch of `M` micro-batches: each
+micro-batch's loss is `sum_i w_i l_i / max(sum_all w, 1)`, so micro-batches
+of unequal weight (padding) add up to the whole batch's weighted mean
+(tested). Networks with BatchNorm are refused: their statistics would be
+per micro-batch, not the whole batch's.
+
+The order in which each stage runs its forward (`F`) and backward (`B`)
+passes is data, :meth:`GPipe.orders`; :meth:`GPipe.step` runs any such
+order tick by tick, each stage starting its next pass as soon as what it
+needs was made in an earlier tick (:class:`bll_jax.baselines.OneFOneB`
+reorders the same passes).
 Stages are those of the block-local runners
 (:class:`bll_jax.parallel.placement.Stages`): one jit per stage on its own
 devices, the same transfers between stages
@@ -29,11 +38,11 @@ from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from bll_jax.engine import TrainState
 from bll_jax.engine import apply_update
 from bll_jax.engine import task_loss
-from bll_jax.engine import weighted_mean
 from bll_jax.parallel import placement
 from bll_jax.parallel.transfer import StageTransfer
 
@@ -43,8 +52,9 @@ class GPipe:
 
   def __init__(self, engine, mesh):
     if engine.method != "bp":
-      raise ValueError(f"GPipe runs backprop: the engine's method must be "
-                       f"'bp', got {engine.method!r}")
+      raise ValueError(f"{type(self).__name__} runs backprop: the engine's "
+                       f"method must be 'bp', got {engine.method!r}")
+
     self.engine = engine
     self.stages = placement.Stages.even(mesh, engine.num_blocks)
     self.stage_blocks = self.stages.stage_blocks
@@ -92,7 +102,9 @@ class GPipe:
         if not last:
           return out
         per_example = task_loss(out, labels, engine.objective.label_smoothing)
-        return scale * weighted_mean(per_example, weights)
+        # This micro-batch's share of the whole batch's weighted mean:
+        # `scale` is 1 / max(total weight of the batch, 1).
+        return scale * jnp.sum(per_example * weights)
 
       params = tuple(b.params for b in blocks)
       if s == 0:     # nothing upstream needs the input's cotangent
@@ -122,50 +134,89 @@ class GPipe:
 
   # ---------------------------------------------------------------- step
 
+  def orders(self, num_micro: int) -> list[list[tuple[str, int]]]:
+    """Per stage, its passes in order: every forward `("F", m)`, then every
+    backward `("B", m)` in reverse micro-batch order."""
+    forward = [("F", m) for m in range(num_micro)]
+    backward = [("B", m) for m in reversed(range(num_micro))]
+    return [forward + backward for _ in range(self.num_stages)]
+
   def step(self, state: TrainState,
            micro_batches: Sequence[dict[str, Any]], key: jax.Array):
-    """One GPipe step over `M` micro-batches; returns `(state, loss)`."""
+    """One step over `M` micro-batches in the order of :meth:`orders`;
+    returns `(state, loss)`; :attr:`peak_inputs` is then, per stage, the
+    most stage inputs it held at once.
+
+    Each tick moves what the stages need first, then runs one pass per
+    stage that can start (its input or cotangent was made in an earlier
+    tick), so no stage waits behind another's compute.
+    """
+    if any(jax.tree.leaves(b.batch_stats) for b in state.blocks):
+      raise ValueError(f"{type(self).__name__} does not run networks with "
+                       "BatchNorm: its statistics would be the micro-batch's, "
+                       "not the whole batch's")
     par, num_stages, m_total = self.stages, self.num_stages, len(
         micro_batches)
+    orders = self.orders(m_total)
     stages = [tuple(state.blocks[k] for k in blocks)
               for blocks in self.stage_blocks]
     keys = [par.key_on(key, s) for s in range(num_stages)]
+    total = max(sum(float(np.sum(b["weights"])) for b in micro_batches), 1.0)
     on = [[None] * num_stages for _ in range(m_total)]
     inputs = [[None] * m_total for _ in range(num_stages)]
-    out = {}
-    # Forward: stage s on micro-batch t - s; only its input is kept. In each
-    # tick the transfers come first, then the stages' programs (as in the
-    # block-local pipeline), so no stage waits behind another's compute.
-    for t in range(m_total + num_stages - 1):
-      active = [(s, t - s) for s in range(num_stages)
-                if 0 <= t - s < m_total]
-      for s, m in active:
-        on[m][s] = par.batch_on(micro_batches[m], s)
-        inputs[s][m] = (on[m][s]["inputs"] if s == 0 else
-                        self.transfer.move(out.pop((s - 1, m)), s - 1, s))
-      for s, m in active:
-        out[(s, m)], new_stats = self.forward(s)(stages[s], inputs[s][m],
-                                                 keys[s])
-        stages[s] = tuple(b._replace(batch_stats=st)
-                          for b, st in zip(stages[s], new_stats))
-    # Backward, in reverse micro-batch order, then one update per block.
-    grads = [None] * num_stages
-    cotangents, loss = {}, 0.0
-    for u in range(m_total + num_stages - 1):
-      active = [(s, m_total - 1 - (u - (num_stages - 1 - s)))
-                for s in reversed(range(num_stages))]
-      active = [(s, m) for s, m in active if 0 <= m < m_total]
-      cots = {s: (None if s == num_stages - 1 else self.transfer.move(
-          cotangents.pop((s + 1, m)), s + 1, s)) for s, m in active}
-      for s, m in active:
-        last = s == num_stages - 1
-        g, cotangents[(s, m)], value = self.backward(s)(
-            stages[s], inputs[s][m], cots[s], on[m][s]["labels"],
-            on[m][s]["weights"], keys[s], 1.0 / m_total)
-        inputs[s][m] = None
-        grads[s] = g if grads[s] is None else jax.tree.map(jnp.add, grads[s], g)
-        if last:
-          loss = loss + value
+    outputs, cotangents, done = {}, {}, set()
+    grads, loss = [None] * num_stages, 0.0
+    position, live = [0] * num_stages, [0] * num_stages
+    self.peak_inputs = [0] * num_stages
+    while any(position[s] < len(orders[s]) for s in range(num_stages)):
+      ready = []
+      for s in range(num_stages):
+        if position[s] == len(orders[s]):
+          continue
+        kind, m = orders[s][position[s]]
+        needs = (("F", s - 1, m) if kind == "F" and s > 0 else
+                 ("B", s + 1, m) if kind == "B" and s < num_stages - 1 else
+                 None)
+        if needs is None or needs in done:
+          ready.append((s, kind, m))
+      if not ready:
+        raise RuntimeError(f"the orders of {type(self).__name__} deadlock")
+      moved = {}
+      for s, kind, m in ready:            # transfers first
+        if kind == "F":
+          on[m][s] = par.batch_on(micro_batches[m], s)
+          moved[s] = (on[m][s]["inputs"] if s == 0 else self.transfer.move(
+              outputs.pop((s - 1, m)), s - 1, s))
+        elif s < num_stages - 1:
+          moved[s] = self.transfer.move(cotangents.pop((s + 1, m)), s + 1, s)
+        else:
+          moved[s] = None
+      for s, kind, m in ready:            # then one pass per stage
+        if kind == "F":
+          inputs[s][m] = moved[s]
+          live[s] += 1
+          self.peak_inputs[s] = max(self.peak_inputs[s], live[s])
+          outputs[(s, m)], new_stats = self.forward(s)(stages[s], moved[s],
+                                                       keys[s])
+          stages[s] = tuple(b._replace(batch_stats=st)
+                            for b, st in zip(stages[s], new_stats))
+          if s == num_stages - 1:
+            del outputs[(s, m)]           # the loss is taken in its backward
+        else:
+          g, cotangent, value = self.backward(s)(
+              stages[s], inputs[s][m], moved[s], on[m][s]["labels"],
+              on[m][s]["weights"], keys[s], 1.0 / total)
+          if s > 0:
+            cotangents[(s, m)] = cotangent
+          inputs[s][m] = None
+          live[s] -= 1
+          grads[s] = g if grads[s] is None else jax.tree.map(jnp.add,
+                                                             grads[s], g)
+          if s == num_stages - 1:
+            loss = loss + value
+      for s, kind, m in ready:
+        done.add((kind, s, m))
+        position[s] += 1
     new_blocks = list(state.blocks)
     for s, blocks in enumerate(self.stage_blocks):
       updated = self.apply(s)(stages[s], grads[s])
