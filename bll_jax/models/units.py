@@ -29,7 +29,6 @@ with the right number of outputs.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -38,31 +37,9 @@ import jax
 import jax.numpy as jnp
 
 from bll_jax.models import base
+from bll_jax.models import nnx_unit
 
 Array = jax.Array
-
-# The call keywords an adapted linen or NNX module may take, in order of
-# preference, and the value each gets in training mode `train`.
-_MODE_KEYWORDS = ("train", "deterministic", "use_running_average")
-
-
-def _mode_value(keyword: str, train: bool) -> bool:
-  return train if keyword == "train" else not train
-
-
-def _mode_keyword(call: Callable) -> str | None:
-  """The first of `_MODE_KEYWORDS` that `call` names as a parameter (a
-  `**kwargs` does not count: `nn.Sequential` passes it on to one layer)."""
-  try:
-    params = inspect.signature(call).parameters
-  except (TypeError, ValueError):
-    return None
-  for keyword in _MODE_KEYWORDS:
-    p = params.get(keyword)
-    if p is not None and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                    inspect.Parameter.KEYWORD_ONLY):
-      return keyword
-  return None
 
 
 class _LinenUnit(nn.Module):
@@ -80,7 +57,7 @@ class _LinenUnit(nn.Module):
   def __call__(self, h, train: bool = False):
     if self.keyword is None:
       return self.module(h)
-    return self.module(h, **{self.keyword: _mode_value(self.keyword, train)})
+    return self.module(h, **{self.keyword: nnx_unit.mode_value(self.keyword, train)})
 
 
 class _Chain(nn.Module):
@@ -103,113 +80,6 @@ class _Function(nn.Module):
   def __call__(self, h, train: bool = False):
     del train
     return self.fn(h)
-
-
-class _Frozen:
-  """An NNX instance's variables, kept as a field of a linen module: hashed
-  and compared by identity (arrays are neither hashable nor comparable)."""
-
-  def __init__(self, groups: dict[str, tuple[tuple[tuple, Any], ...]]):
-    self.groups = groups
-
-
-def _nest(flat: Sequence[tuple[tuple, Any]]) -> dict:
-  """`(path, value)` pairs as a nested dict with string keys."""
-  out: dict = {}
-  for path, value in flat:
-    node = out
-    for part in path[:-1]:
-      node = node.setdefault(str(part), {})
-    node[str(path[-1])] = value
-  return out
-
-
-def _get(tree, path: tuple):
-  for part in path:
-    tree = tree[str(part)]
-  return tree
-
-
-class _NnxUnit(nn.Module):
-  """An NNX module as a linen unit (see :func:`as_unit`).
-
-  Every call merges a fresh copy of the module from its graph definition and
-  the linen variables: `nnx.Param`s from "params", `nnx.BatchStat`s from
-  "batch_stats" (written back where that collection is mutable), and its RNG
-  streams reseeded from the linen "dropout" stream in training.
-  """
-
-  graphdef: Any
-  frozen: _Frozen
-  keyword: str | None = None
-
-  @nn.compact
-  def __call__(self, h, train: bool = False):
-    groups = self.frozen.groups
-    params = {name: self.param(name, lambda _, v=v: v)
-              for name, v in _nest([(p, v.get_value())
-                                    for p, v in groups["params"]]).items()}
-    stats = {name: self.variable("batch_stats", name, lambda v=v: v)
-             for name, v in _nest([(p, v.get_value())
-                                   for p, v in groups["batch_stats"]]).items()}
-    stat_values = {name: var.value for name, var in stats.items()}
-    flat = ([(p, v.copy(_get(params, p))) for p, v in groups["params"]]
-            + [(p, v.copy(_get(stat_values, p)))
-               for p, v in groups["batch_stats"]]
-            + [(p, v.copy(v.get_value())) for p, v in groups["rngs"]])
-    module = nnx.merge(self.graphdef, nnx.from_flat_state(flat))
-    module = _set_mode(module, train)
-    if train and groups["rngs"]:
-      tags = sorted({v.tag for _, v in groups["rngs"]
-                     if isinstance(v, nnx.RngKey)})
-      nnx.reseed(module, policy="match_shape",
-                 **{tag: self.make_rng("dropout") for tag in tags})
-    kwargs = ({} if self.keyword is None
-              else {self.keyword: _mode_value(self.keyword, train)})
-    out = module(h, **kwargs)
-    if (stats and not self.is_initializing()
-        and self.is_mutable_collection("batch_stats")):
-      new = _nest([(p, v.get_value()) for p, v in
-                   nnx.to_flat_state(nnx.state(module, nnx.BatchStat))])
-      for name, var in stats.items():
-        var.value = new[name]
-    return out
-
-
-def _set_mode(module, train: bool):
-  """`module` with its Dropout and BatchNorm layers in the mode of `train`."""
-  mode = {"deterministic": not train, "use_running_average": not train}
-  if hasattr(nnx, "view"):
-    return nnx.view(module, raise_if_not_found=False, **mode)
-  module.set_attributes(raise_if_not_found=False, **mode)
-  return module
-
-
-def _adapt_nnx(module: nnx.Module) -> _NnxUnit:
-  name = type(module).__name__
-  for path, sub in nnx.iter_modules(module):
-    if isinstance(sub, nnx.Dropout) and sub.rngs is None and sub.rate > 0:
-      where = "/".join(map(str, path)) or "the module itself"
-      raise ValueError(
-          f"NNX unit {name} has an nnx.Dropout without rngs at {where}; "
-          "build it with rngs=nnx.Rngs(dropout=0) so the block's dropout "
-          "stream can drive it")
-  graphdef, state = nnx.split(module)
-  groups: dict[str, list] = {"params": [], "batch_stats": [], "rngs": []}
-  for path, var in nnx.to_flat_state(state):
-    if isinstance(var, nnx.Param):
-      groups["params"].append((path, var.copy()))
-    elif isinstance(var, nnx.BatchStat):
-      groups["batch_stats"].append((path, var.copy()))
-    elif isinstance(var, nnx.RngState):
-      groups["rngs"].append((path, var.copy()))
-    else:
-      raise TypeError(
-          f"NNX unit {name} holds a {type(var).__name__} at "
-          f"{'/'.join(map(str, path))}; a unit may hold only nnx.Param, "
-          "nnx.BatchStat and RNG state")
-  return _NnxUnit(graphdef, _Frozen({k: tuple(v) for k, v in groups.items()}),
-                  _mode_keyword(type(module).__call__))
 
 
 def as_unit(module) -> nn.Module:
@@ -280,9 +150,9 @@ def as_unit(module) -> nn.Module:
           layer, (nn.Module, nnx.Module)) else layer
                           for layer in module.layers))
     if isinstance(module, nnx.bridge.ToLinen):
-      keyword = _mode_keyword(getattr(module.nnx_class, "__call__", None))
+      keyword = nnx_unit.mode_keyword(getattr(module.nnx_class, "__call__", None))
       return _LinenUnit(module, keyword)
-    keyword = _mode_keyword(type(module).__call__)
+    keyword = nnx_unit.mode_keyword(type(module).__call__)
     if keyword == "train":
       return module
     return _LinenUnit(module, keyword)
@@ -290,7 +160,7 @@ def as_unit(module) -> nn.Module:
     if not callable(module):
       raise TypeError(f"as_unit got the NNX module {type(module).__name__}, "
                       "which has no __call__")
-    return _adapt_nnx(module)
+    return nnx_unit.adapt(module)
   if callable(module):
     return _Function(module)
   raise TypeError(

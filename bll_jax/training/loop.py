@@ -33,13 +33,11 @@ import itertools
 import json
 import math
 import os
-import platform
 import sys
 import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -51,6 +49,7 @@ from bll_jax.training import build
 from bll_jax.training import checkpoint as checkpoint_lib
 from bll_jax.training import evaluate as evaluate_lib
 from bll_jax.training import metric_writers
+from bll_jax.training import summary as summary_lib
 
 # `fold_in` of the step number, compiled once: eager, it costs ~0.15 ms of
 # host time per step (the same key either way).
@@ -377,76 +376,18 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
   checkpoints.close()
   if not progress["history"]:
     raise ConfigError("nothing to train: the run had no steps")
-  final = progress["history"][-1]
-  out = f"block{engine.num_blocks - 1}"
-  steps_run = step - first_step_of_run
-  layout = runner.describe()
-  summary = {
-      "preset": cfg.preset,
-      "method": cfg.method,
-      "dataset": cfg.dataset.name,
-      "model": cfg.model.factory or cfg.model.name,
-      "blocks": engine.num_blocks,
-      "cuts": list(engine.edges),
-      "parameters_per_block": parameters_per_block,
-      "family": None if cfg.method == "bp" else cfg.family,
-      "feedback": None if cfg.method == "bp" else cfg.feedback,
-      # One per hidden block where calibrated, else the run's one value.
-      "temperature": engine.objective.temperature,
-      "epochs": final["epoch"],
-      "steps": final["step"],
-      "batch_size": batch_size,
-      "seed": seed,
-      "final_train_loss": final.get(f"train/{out}/loss"),
-      "test_loss": final["test/loss"],
-      "test_accuracy": final["test/accuracy"],
-      "per_block_test_accuracy": final["test/per_block_accuracy"],
-      "wall_seconds": time.perf_counter() - wall_start,
-      "train_seconds": train_seconds,   # compilation excluded (warm_up)
-      "examples_per_second": (steps_run * batch_size / train_seconds
-                              if steps_run and train_seconds > 0 else None),
-      "devices": [str(d) for d in jax.devices()],
-      "mesh": layout["mesh"],
-      "schedule": cfg.schedule,
-      "pipeline": layout["pipeline"],
-      "machine": {"platform": platform.platform(),
-                  "processor": platform.processor() or platform.machine(),
-                  "cpu_count": os.cpu_count(), "jax": jax.__version__,
-                  "backend": jax.default_backend(),
-                  "device_kind": jax.devices()[0].device_kind},
-      "history": progress["history"],
-      "config": cfg.to_dict(),
-  }
-  if "test/exact_match" in final:
-    summary["test_exact_match"] = final["test/exact_match"]
-    summary["test_teacher_forced_accuracy"] = final[
-        "test/teacher_forced_accuracy"]
-  if dataset.info.task == "language":
-    summary["test_bits_per_token"] = final["test/bits_per_token"]
-    summary["corpus"] = dataset.info.metadata
-    if chief:
-      write_samples(os.path.join(workdir, "samples.txt"), engine,
-                    runner.to_host(state), dataset)
+  summary = summary_lib.make_summary(
+      cfg, engine, runner, dataset, progress["history"],
+      parameters_per_block=parameters_per_block,
+      steps_run=step - first_step_of_run, train_seconds=train_seconds,
+      wall_seconds=time.perf_counter() - wall_start)
+  if chief and dataset.info.task == "language":
+    summary_lib.write_samples(os.path.join(workdir, "samples.txt"), engine,
+                              runner.to_host(state), dataset)
   if chief:
     with open(os.path.join(workdir, "summary.json"), "w") as f:
-      json.dump(jsonable(summary), f, indent=2)
+      json.dump(summary_lib.jsonable(summary), f, indent=2)
   return summary
-
-
-SAMPLE_LENGTH = 500
-
-
-def write_samples(path: str, engine, state, dataset) -> None:
-  """The first evaluation window and its greedy continuation, as text."""
-  (first,) = itertools.islice(dataset.test_batches(1), 1)
-  prompt = first["inputs"][0]
-  continuation = evaluate_lib.greedy_text(engine, state, prompt,
-                                          SAMPLE_LENGTH)
-  split = dataset.info.metadata.get("eval_split", "test")
-  with open(path, "w", encoding="utf-8") as f:
-    f.write(f"# prompt: the first {len(prompt)} characters of the {split} "
-            f"split\n{dataset.decode(prompt)}\n# greedy continuation, "
-            f"{SAMPLE_LENGTH} characters\n{dataset.decode(continuation)}\n")
 
 
 def _postfix(bar, engine, last):
@@ -455,13 +396,3 @@ def _postfix(bar, engine, last):
     bar.set_postfix(loss=f"{last[f'{out}/loss']:.4f}",
                     acc=f"{last[f'{out}/accuracy']:.3f}")
 
-
-def jsonable(value):
-  """`value` with numpy and JAX scalars and arrays as JSON lists/numbers."""
-  if isinstance(value, dict):
-    return {k: jsonable(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [jsonable(v) for v in value]
-  if isinstance(value, (np.generic, jnp.ndarray)):
-    return np.asarray(value).tolist()
-  return value
