@@ -8,6 +8,12 @@ own family. It never uses the forward weights (no weight transport). Modes:
   in parallel (the authors' code: a bias-free linear map of the label).
 * `chained`: `b_top(y) = B onehot(y)`, `b_k = W_k relu(b_{k+1}) + c_k`,
   propagating backwards through the blocks.
+* `chained_local`: the same tables, but each layer learns from its own
+  block's loss only: `b_k = W_k relu(sg(b_{k+1})) + c_k`, the message from
+  above a constant to it (`sg`: stop-gradient). The gradient of `L^fb_k`
+  reaches `(W_k, c_k)` and nothing else, so a stage that owns blocks
+  `k..k'` owns their feedback layers and needs only the message
+  `b_{k'+1}` from the stage above, no all-reduce (docs/parallel.md).
 * `bootstrapped`: `b_k(x, y) = W_k relu(LN(a_{k+1}(x) + b_{k+1}(x, y))) + c_k`:
   the posterior of the block above (forward plus feedback natural parameters,
   pooled over positions, detached) replaces `b_{k+1}`; above the top hidden
@@ -33,8 +39,9 @@ from bll_jax import blocks as blocks_lib
 
 Array = jax.Array
 
-MODES = ("direct", "chained", "bootstrapped", "random", "onehot")
-TRAINABLE_MODES = ("direct", "chained", "bootstrapped")
+MODES = ("direct", "chained", "chained_local", "bootstrapped", "random",
+         "onehot")
+TRAINABLE_MODES = ("direct", "chained", "chained_local", "bootstrapped")
 
 
 class Feedback(nn.Module):
@@ -90,13 +97,16 @@ class Feedback(nn.Module):
       return tuple(
           links[k](self.param(f"table_{k}", table_init, (c, self.sizes[k])))
           for k in range(n))
-    if self.mode == "chained":
+    if self.mode in ("chained", "chained_local"):
+      local = self.mode == "chained_local"
       out = [None] * n
       out[-1] = links[-1](self.param(f"table_{n - 1}", table_init,
                                      (c, self.sizes[-1])))
       for k in range(n - 2, -1, -1):
+        message = (jax.lax.stop_gradient(out[k + 1]) if local
+                   else out[k + 1])
         out[k] = links[k](nn.Dense(self.sizes[k], name=f"g_{k}")(
-            nn.relu(out[k + 1])))
+            nn.relu(message)))
       return tuple(out)
     if self.mode == "bootstrapped":
       if above is None or len(above) != n:

@@ -731,6 +731,7 @@ def test_a_language_model_reports_bits_per_character_and_writes_samples(
   assert summary["test_loss"] == pytest.approx(nats, rel=1e-5)
 
   text = (tmp_path / "samples.txt").read_text(encoding="utf-8")
+  assert summary["samples"] == text
   first = run.dataset.decode(next(iter(run.dataset.test_batches(1)))[
       "inputs"][0])
   header, rest = text.split("\n", 1)

@@ -70,7 +70,8 @@ MODELS = ("mlp", "cnn", "resnet18", "resnet34", "resnet50", "transformer")
 METHODS = ("bll", "bp", "local", "drtp")
 FAMILIES = ("bernoulli", "categorical", "gaussian",
             "gaussian_learned_variance")
-FEEDBACK_MODES = ("direct", "chained", "bootstrapped", "random", "onehot")
+FEEDBACK_MODES = ("direct", "chained", "chained_local", "bootstrapped",
+                  "random", "onehot")
 FEEDBACK_LOSSES = ("ml", "discriminative", "both")
 READOUTS = ("identity", "linear")
 TRANSMITS = ("mean", "sample")

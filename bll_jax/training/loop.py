@@ -382,8 +382,9 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
       steps_run=step - first_step_of_run, train_seconds=train_seconds,
       wall_seconds=time.perf_counter() - wall_start)
   if chief and dataset.info.task == "language":
-    summary_lib.write_samples(os.path.join(workdir, "samples.txt"), engine,
-                              runner.to_host(state), dataset)
+    summary["samples"] = summary_lib.write_samples(
+        os.path.join(workdir, "samples.txt"), engine, runner.to_host(state),
+        dataset)
   if chief:
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary_lib.jsonable(summary), f, indent=2)

@@ -79,17 +79,20 @@ def make_summary(cfg, engine, runner, dataset,
   return summary
 
 
-def write_samples(path: str, engine, state, dataset) -> None:
-  """The first evaluation window and its greedy continuation, as text."""
+def write_samples(path: str, engine, state, dataset) -> str:
+  """Writes the first evaluation window and its greedy continuation, as
+  text, to `path`; returns that text."""
   (first,) = itertools.islice(dataset.test_batches(1), 1)
   prompt = first["inputs"][0]
   continuation = evaluate_lib.greedy_text(engine, state, prompt,
                                           SAMPLE_LENGTH)
   split = dataset.info.metadata.get("eval_split", "test")
+  text = (f"# prompt: the first {len(prompt)} characters of the {split} "
+          f"split\n{dataset.decode(prompt)}\n# greedy continuation, "
+          f"{SAMPLE_LENGTH} characters\n{dataset.decode(continuation)}\n")
   with open(path, "w", encoding="utf-8") as f:
-    f.write(f"# prompt: the first {len(prompt)} characters of the {split} "
-            f"split\n{dataset.decode(prompt)}\n# greedy continuation, "
-            f"{SAMPLE_LENGTH} characters\n{dataset.decode(continuation)}\n")
+    f.write(text)
+  return text
 
 
 def jsonable(value):
