@@ -2,7 +2,10 @@
 
 `--mesh data=D,block=B` arranges `D * B` devices as a `(data, block)` grid
 (the first `D * B` devices; `D * B` must divide the device count, and an
-omitted `data` takes all the devices left).
+omitted `data` takes all the devices left), stage-major: stage `s` holds
+`D` consecutive devices in process order, so on a cluster whose hosts each
+hold a stage's `D` devices, a stage's gradient all-reduce never leaves its
+host and only the activations cross hosts.
 The `B` block slices are pipeline *stages*: the engine's blocks are split
 into `B` contiguous groups (:func:`bll_jax.parallel.schedule.stage_blocks_of`),
 and stage `s` owns the sub-mesh `devices[:, s]` with the single axis `data`,
@@ -80,14 +83,19 @@ def make_mesh(spec: MeshSpec, num_blocks: int,
     ValueError: sizes that do not divide the device count, or more block
       shards than the engine has blocks (one line each).
   """
-  devices = list(jax.devices() if devices is None else devices)
+  devices = sorted(jax.devices() if devices is None else devices,
+                   key=lambda d: (d.process_index, d.id))
   spec = spec.resolve(len(devices))
   devices = devices[:spec.data * spec.block]
   if spec.block > num_blocks:
     raise ValueError(
         f"mesh block={spec.block} asks for more block shards than the "
         f"{num_blocks} blocks of the network; use block <= {num_blocks}")
-  grid = np.asarray(devices, dtype=object).reshape(spec.data, spec.block)
+  # Stage-major: stage `s` takes the `data` devices `[s * D, (s + 1) * D)`
+  # of the process-ordered device list, so a stage whose data devices fit
+  # on one host keeps its gradient all-reduce on that host (only the
+  # stage-to-stage transfers cross hosts).
+  grid = np.asarray(devices, dtype=object).reshape(spec.block, spec.data).T
   return Mesh(grid, AXES)
 
 

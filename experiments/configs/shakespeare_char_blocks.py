@@ -17,6 +17,19 @@ for _method in SWEPT:
   for _k in BLOCKS:
     VARIANTS[f"{_method} K={_k}"] = {**METHODS[_method], "blocks": _k}
 
+# What might hold the loss as K grows (chosen on validation): a softer
+# local loss (temperature), the decorrelation the MLP's depth ablation
+# found to help, a linear readout, at K = 4.
+for _label, _overrides in {
+    "bll T=3": {"temperature": 3.0},
+    "bll T=10": {"temperature": 10.0},
+    "bll T=3 decorrelation=1": {"temperature": 3.0, "decorrelation": 1.0},
+    # The latent read through a linear map of the stream (128 units), so
+    # the local loss shapes a projection, not the whole residual stream.
+    "bll readout=linear": {"readout": "linear", "readout_features": 128},
+}.items():
+  VARIANTS[f"{_label} K=4"] = {**_overrides, "blocks": 4}
+
 EXPERIMENT = {
     "title": "Shakespeare, character LM: validation loss against the number "
              "of blocks K (6-layer Transformer, 2000 updates)",
@@ -26,6 +39,6 @@ EXPERIMENT = {
     "seeds": (0,),
     "metrics": ("test_accuracy", "test_bits_per_token"),
     # label -> (method, K) for the plot against K (make_table).
-    "by_blocks": {label: (label.split(" K=")[0], int(label.split("=")[1]))
+    "by_blocks": {label: (label.split(" K=")[0], int(label.split(" K=")[1]))
                   for label in VARIANTS if " K=" in label},
 }
