@@ -11,7 +11,9 @@ per second of:
 1. backprop, one worker (one core);
 2. block-local, one worker, all blocks in turn (and its fused step);
 3. block-local `pipelined`, B workers (B = 2: the cores of this machine);
-4. backprop GPipe, B workers, M = 1, 2, 4, 8 micro-batches per step;
+4. backprop GPipe, B workers, M = 1, 2, 4, 8 micro-batches per step, and
+   backprop 1F1B at the largest M (the same passes, fewer stage inputs
+   held: `peak_stage_inputs`);
 5. the all-cores baseline: one unpinned process, XLA using every core.
 
 For each: time per step (per micro-batch), the share of a tick spent moving
@@ -38,6 +40,7 @@ from jax.experimental import multihost_utils
 
 from bll_jax import models
 from bll_jax.baselines import GPipe
+from bll_jax.baselines import OneFOneB
 from bll_jax.cli import launch
 from bll_jax.parallel import MpmdRunner
 from bll_jax.parallel import mesh as mesh_lib
@@ -204,12 +207,14 @@ def measure_transfer(runner, engine, state, batch, repeats: int) -> dict:
   return result
 
 
-def measure_gpipe(engine, batch, state, m: int, repeats: int) -> dict:
-  """One GPipe backprop step of `m` micro-batches over every worker."""
+def measure_gpipe(engine, batch, state, m: int, repeats: int,
+                  pipeline=GPipe) -> dict:
+  """One pipelined backprop step (GPipe, or `pipeline=OneFOneB`) of `m`
+  micro-batches over every worker."""
   workers = jax.process_count()
   mb = batch(0)["labels"].shape[0]
-  pipe = GPipe(engine, mesh_lib.make_mesh(mesh_lib.MeshSpec(1, workers),
-                                          engine.num_blocks))
+  pipe = pipeline(engine, mesh_lib.make_mesh(mesh_lib.MeshSpec(1, workers),
+                                             engine.num_blocks))
   placed = pipe.place(state)
   micro = [batch(i) for i in range(m)]
   key = jax.random.key(0)
@@ -226,6 +231,7 @@ def measure_gpipe(engine, batch, state, m: int, repeats: int) -> dict:
   with memory.LiveBytes() as live:
     jax.block_until_ready(pipe.step(placed, micro, key)[0])
   return {"live_mib": live.peak_mib, "micro_batches": m, "step_s": step_s,
+          "peak_stage_inputs": pipe.peak_inputs,
           "time_per_micro_batch_s": step_s / m,
           "bubble_fraction": schedule.bubble_fraction(m, workers),
           "examples_per_second": m * mb / step_s}
@@ -236,7 +242,7 @@ def worker(argv) -> int:
   parser = argparse.ArgumentParser()
   parser.add_argument("--model", required=True)
   parser.add_argument("--mode", required=True,
-                      choices=("single", "bll", "gpipe"))
+                      choices=("single", "bll", "gpipe", "1f1b"))
   parser.add_argument("--m", type=int, default=8)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--out", required=True)
@@ -249,8 +255,13 @@ def worker(argv) -> int:
     engine, batch = build(args.model, "bll" if args.mode == "bll" else "bp")
     # On the host: only what a runner places counts on its devices.
     state = jax.device_get(engine.init(jax.random.key(0), batch(0)["inputs"]))
-    measure = measure_pipelined if args.mode == "bll" else measure_gpipe
-    result.update(measure(engine, batch, state, args.m, args.repeats))
+    if args.mode == "bll":
+      result.update(measure_pipelined(engine, batch, state, args.m,
+                                      args.repeats))
+    else:
+      result.update(measure_gpipe(
+          engine, batch, state, args.m, args.repeats,
+          GPipe if args.mode == "gpipe" else OneFOneB))
   # Peak resident memory of the timed runs (after compilation).
   result.setdefault("max_rss_mib", memory.peak_rss_mib())
   with open(f"{args.out}.{jax.process_index()}", "w") as f:
@@ -331,6 +342,10 @@ def main(argv=None):
       print(f"{model}: GPipe M={m} on {args.workers} workers ...", flush=True)
       r[f"gpipe_m{m}"] = run_workers(args.workers, model, "gpipe", m,
                                      args.repeats, workdir)
+    m = max(gpipe_m)
+    print(f"{model}: 1F1B M={m} on {args.workers} workers ...", flush=True)
+    r[f"one_f_one_b_m{m}"] = run_workers(args.workers, model, "1f1b", m,
+                                         args.repeats, workdir)
     print(f"{model}: all cores, one process ...", flush=True)
     r["all_cores"] = measure_single(model, args.repeats)
     mb = MODELS[model][2]
@@ -392,6 +407,14 @@ def markdown(report: dict, workers: int) -> str:
                    g["examples_per_second"], g["time_per_micro_batch_s"],
                    f"{share:.2f}", f"{g['bubble_fraction']:.2f} (every step)",
                    both(g)))
+    for k in tried:
+      if f"one_f_one_b_m{k}" in r:
+        g = r[f"one_f_one_b_m{k}"]
+        share = 2 * bll["transfer_s"] * (k + workers - 1) / g["step_s"]
+        rows.append((f"backprop 1F1B, {workers} workers, M={k}",
+                     g["examples_per_second"], g["time_per_micro_batch_s"],
+                     f"{share:.2f}", f"{g['bubble_fraction']:.2f} (every "
+                     "step)", both(g)))
     rows.append(("backprop, 1 process, all cores",
                  mb / r["all_cores"]["bp_step_s"],
                  r["all_cores"]["bp_step_s"], "-", "-", "- | -"))

@@ -56,6 +56,11 @@ def test_process_benchmark_runs_every_configuration(tmp_path):
   report = json.loads((tmp_path / "process_benchmark.json").read_text())
   r = report["results"]["mlp-tiny"]
   bll, one, gpipe = r["bll_pipelined"], r["bll_pipelined_1"], r["gpipe_m2"]
+  one_f_one_b = r["one_f_one_b_m2"]
+  assert one_f_one_b["micro_batches"] == 2 and one_f_one_b["step_s"] > 0
+  # Stage inputs held at once: GPipe all M, 1F1B at most S - s.
+  assert gpipe["peak_stage_inputs"] == [2, 2]
+  assert one_f_one_b["peak_stage_inputs"] == [2, 1]
   assert bll["processes"] == 2 and bll["ticks"] == 8 + 2 - 1
   assert bll["bubble_fraction"] == 1 / 9
   assert one["ticks"] == 8 and gpipe["micro_batches"] == 2
@@ -71,6 +76,7 @@ def test_process_benchmark_runs_every_configuration(tmp_path):
   assert set(r["cost_model"]) == {"1", "2", "4", "8", "16", "32", "64"}
   text = (tmp_path / "process_benchmark.md").read_text()
   assert "block-local pipelined, 2 workers" in text and "GPipe" in text
+  assert "backprop 1F1B, 2 workers, M=2" in text
   assert (tmp_path / "throughput.png").stat().st_size > 1000
 
 
