@@ -37,8 +37,9 @@ def pipelined_run(tmp_path_factory):
   if len(os.sched_getaffinity(0)) < 2:
     pytest.fail("the launcher tests need 2 cores (CI has 2)")
   workdir = tmp_path_factory.mktemp("pipelined")
-  flags = TINY + ["--schedule", "pipelined", "--steps", "12", "--workdir",
-                  str(workdir)]
+  # Two epochs of 6 micro-batches (300 examples): a checkpoint at step 6.
+  flags = TINY + ["--schedule", "pipelined", "--dataset.train-examples",
+                  "300", "--steps", "12", "--workdir", str(workdir)]
   out = _launch(["-n", "2", "--", *flags])
   assert out.returncode == 0, out.stderr[-3000:]
   return workdir, flags
@@ -53,12 +54,16 @@ def test_two_processes_pipelined_equal_the_sequential_simulation(pipelined_run):
   seed = int(config.seed)
   sample = np.zeros((50,) + dataset.info.input_shape, np.float32)
   initial = engine.init(jax.random.key(seed), sample)
-  batches = list(dataset.train_batches(50, seed=seed, epoch=0))[:12]
   step_key = jax.random.fold_in(jax.random.key(seed), 1)
-  keys = [jax.random.fold_in(step_key, i) for i in range(12)]
-  # Two processes take the MPMD runner: two stages of two blocks.
+  # Two processes take the MPMD runner: two stages of two blocks; the
+  # pipeline fills and drains once per epoch.
   plan = schedule.plan_for("pipelined", engine.num_blocks, 2)
-  reference, _ = reference_lib.run(engine, initial, batches, keys, plan)
+  reference = initial
+  for epoch in range(2):
+    batches = list(dataset.train_batches(50, seed=seed, epoch=epoch))
+    assert len(batches) == 6
+    keys = [jax.random.fold_in(step_key, 6 * epoch + i) for i in range(6)]
+    reference, _ = reference_lib.run(engine, reference, batches, keys, plan)
   checkpoints = checkpoint_lib.Checkpointer(workdir / "checkpoints")
   assert checkpoints.latest_step() == 12
   state, _ = checkpoints.restore(12, jax.device_get(initial))
@@ -68,6 +73,44 @@ def test_two_processes_pipelined_equal_the_sequential_simulation(pipelined_run):
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["mesh"]["axes"] == {"data": 1, "block": 2}
   assert summary["pipeline"] == "mpmd"
+
+
+def _final_state(workdir, flags):
+  """The step-12 checkpoint of a run of `flags`, on the host."""
+  config, _, _ = flags_lib.config_from_args(flags + ["--mesh",
+                                                    "data=1,block=2"])
+  run = train.prepare(config)
+  sample = np.zeros((50,) + run.dataset.info.input_shape, np.float32)
+  template = jax.device_get(run.engine.init(jax.random.key(0), sample))
+  checkpoints = checkpoint_lib.Checkpointer(workdir / "checkpoints")
+  try:
+    return checkpoints.restore(12, template)
+  finally:
+    checkpoints.close()
+
+
+def test_two_processes_resumed_from_a_checkpoint_end_as_the_whole_run(
+    pipelined_run, tmp_path):
+  """A 2-process pipelined run stopped at its step-6 checkpoint and resumed
+  in 2 processes ends bit for bit where the uninterrupted run ends (a
+  SIGKILL leaves that checkpoint intact: the killed-worker test)."""
+  whole_dir, flags = pipelined_run
+  workdir = tmp_path / "resumed"
+  first = [f if f != str(whole_dir) else str(workdir) for f in flags]
+  first[first.index("--steps") + 1] = "6"
+  out = _launch(["-n", "2", "--", *first])
+  assert out.returncode == 0, out.stderr[-3000:]
+  out = _launch(["-n", "2", "--", "--workdir", str(workdir), "--resume",
+                 "--steps", "12"])
+  assert out.returncode == 0, out.stderr[-3000:]
+  (state, progress), (whole, whole_progress) = (
+      _final_state(workdir, flags), _final_state(whole_dir, flags))
+  for got, want in zip(jax.tree.leaves(state), jax.tree.leaves(whole)):
+    np.testing.assert_array_equal(got, want)
+  assert progress["history"] == [
+      {k: v for k, v in r.items() if k != "train_seconds"} | {
+          "train_seconds": got["train_seconds"]}
+      for r, got in zip(whole_progress["history"], progress["history"])]
 
 
 def test_each_worker_runs_on_one_core_of_its_own(pipelined_run):
