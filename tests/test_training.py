@@ -368,6 +368,14 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path,
       assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-9), key
   assert ([(r["epoch"], r["step"]) for r in _epoch_records(
       os.path.join(killed, "metrics.jsonl"))] == [(1, 80), (2, 160), (3, 200)])
+  # What the killed run logged after its checkpoint is dropped, once: every
+  # step record once, equal to the uninterrupted run's.
+  logged = _read_jsonl(os.path.join(killed, "metrics.jsonl"))
+  whole_logged = _read_jsonl(os.path.join(whole, "metrics.jsonl"))
+  assert [r["step"] for r in logged] == [r["step"] for r in whole_logged]
+  for got, want in zip(logged, whole_logged):
+    for key in set(want) - {"train_seconds"}:
+      assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-9), key
   # The very same final parameters, BatchNorm statistics and optimiser state.
   _, state_resumed, _ = _restore(config, killed, 200)
   _, state_whole, _ = _restore(config, whole, 200)
@@ -377,6 +385,36 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path,
   for a, b in zip(leaves_resumed, leaves_whole):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6,
                                atol=1e-7)
+
+
+def test_a_resumed_writer_drops_what_was_logged_after_the_checkpoint(
+    tmp_path):
+  """A run killed at step 30 whose last checkpoint is step 20: the resumed
+  run's writer keeps steps <= 20 in metrics.jsonl and asks TensorBoard to
+  purge from step 21 (a SessionLog START at that step)."""
+  from bll_jax.training import metric_writers
+  from tensorboardX.proto import event_pb2
+  writer = metric_writers.MetricWriter(tmp_path)
+  for step in (5, 10, 15, 20, 25, 30):
+    writer.write(step, {"step": step, "step/loss": float(step)})
+  writer.close()
+  resumed = metric_writers.MetricWriter(tmp_path, resume_step=20)
+  resumed.write(25, {"step": 25, "step/loss": -25.0})
+  resumed.close()
+  logged = _read_jsonl(tmp_path / "metrics.jsonl")
+  assert [(r["step"], r["step/loss"]) for r in logged] == [
+      (5, 5.0), (10, 10.0), (15, 15.0), (20, 20.0), (25, -25.0)]
+  starts = []
+  for path in sorted(glob.glob(str(tmp_path / "tensorboard" /
+                                   "events.out.tfevents.*"))):
+    data, pos = pathlib.Path(path).read_bytes(), 0
+    while pos < len(data):
+      (length,) = struct.unpack("<Q", data[pos:pos + 8])
+      event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+      pos += 12 + length + 4
+      if event.HasField("session_log"):
+        starts.append(event.step)
+  assert 21 in starts
 
 
 # ------------------------------------------------------------ failure modes

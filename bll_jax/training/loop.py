@@ -271,8 +271,9 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
 
   shard = runner.input_shard()
   keys_of = jax.random.fold_in(jax.random.key(seed), 1)
-  writer = metric_writers.MetricWriter(workdir) if chief else None
   step = int(runner.to_host(state.step))
+  writer = (metric_writers.MetricWriter(workdir, step if cfg.resume else None)
+            if chief else None)
   first_step_of_run, train_seconds = step, 0.0
 
   window, window_count = {}, [0]     # the steps since the last step record
