@@ -47,7 +47,8 @@ class MpmdRunner:
       steps, in the order of the plan; with several stages they always are).
     feedback_lag: `L` (see :mod:`bll_jax.parallel.schedule`).
     ticks_in_flight: how many ticks Python may dispatch ahead of the
-      devices.
+      devices (0, and each tick's transfers finished before its steps,
+      where one process drives several CPU devices: see :attr:`serial`).
   """
 
   name = "mpmd"
@@ -78,7 +79,12 @@ class MpmdRunner:
                        "the fused step on one stage (mesh block=1, step "
                        "mode fused)")
     self.feedback_lag = feedback_lag
-    self.ticks_in_flight = ticks_in_flight
+    # Several CPU devices in one process: every tick finishes its
+    # transfers before its steps, and its update before the next tick
+    # (placement.drives_several_cpu_devices says why).
+    self.serial = (num_stages > 1
+                   and placement.drives_several_cpu_devices(mesh))
+    self.ticks_in_flight = 0 if self.serial else ticks_in_flight
     # Data parallel across processes: each process reads its own rows.
     self.local = num_stages == 1 and len(
         {d.process_index for d in mesh.devices.flat}) > 1
@@ -227,6 +233,9 @@ class MpmdRunner:
         if s and (s - 1, m) in outputs:
           h = self.transfer.move(outputs.pop((s - 1, m)), s - 1, s)
         inputs[s] = (on, h, stages.key_on(keys[m], s))
+      if self.serial:
+        jax.block_until_ready(self._local(
+            [h for _, h, _ in inputs.values() if h is not None]))
       phi = (versions[max(0, len(versions) - 1 - lag)] if trains else None)
       etas = None
       if bootstrapped:      # one stage: every block's output first
@@ -239,6 +248,8 @@ class MpmdRunner:
         on, h, key = inputs[s]
         if h is None:       # sync: the stage before worked in this tick
           h = self.transfer.move(outputs.pop((s - 1, m)), s - 1, s)
+          if self.serial:
+            jax.block_until_ready(self._local(h))
         fb = (self._fb_forward(phi[s], etas) if trains
               else fixed[s] if engine.feedback is not None else ())
         for k in plan.stage_blocks[s]:
@@ -263,7 +274,8 @@ class MpmdRunner:
       # Python may run ahead of the devices by `ticks_in_flight` ticks (its
       # dispatch overlaps their work), no further: what it queues holds
       # micro-batches and activations.
-      in_flight.append(self._local((blocks, outputs)))
+      in_flight.append(self._local((blocks, outputs) if not self.serial
+                                   else (blocks, outputs, fb_state)))
       if len(in_flight) > self.ticks_in_flight:
         jax.block_until_ready(in_flight.pop(0))
       t += 1

@@ -141,6 +141,9 @@ class SpmdRunner:
     self.last_mesh = mesh_lib.stage_mesh(mesh, self.shards - 1)
     self._tick = self._make_tick()
     self._fb_forward = engine.compiled_feedback_forward
+    # Several CPU devices in one process: each collective finishes before
+    # the next is dispatched (placement.drives_several_cpu_devices).
+    self.serial = placement.drives_several_cpu_devices(mesh)
     self.timeline: list[tuple[int, int, int]] = []
 
   # ---------------------------------------------------------- the Runner
@@ -163,6 +166,11 @@ class SpmdRunner:
 
   def checkpoint_layout(self, state: TrainState):
     return state
+
+  def _finish(self, *trees) -> None:
+    """Waits for `trees` where one process drives several CPU devices."""
+    if self.serial:
+      jax.block_until_ready(trees)
 
   def warm_up(self, state: TrainState, batch: dict[str, Any],
               key: jax.Array) -> None:
@@ -321,6 +329,7 @@ class SpmdRunner:
           put(stage_weights, P("block", "data")), put(stage_keys, P("block")),
           put(valid, P("block")))
       ejected = out[-1]
+      self._finish(stacked, buffer, out)
       for j, k in enumerate(self.middle):
         if k in work:
           m = work[k]
@@ -334,7 +343,9 @@ class SpmdRunner:
       if last_k in work:
         m = work[last_k]
         b = jax.device_put(batches[m], last_sh)
+        self._finish(etas, labels, weights)
         h = jax.device_put(previous_ejected, last_sh)
+        self._finish(h)
         last, _, _, met = engine.block_step(last_k)(
             last, h, None, b["labels"], b["weights"],
             jax.device_put(keys[m], placement.replicated(self.last_mesh)))
@@ -353,5 +364,6 @@ class SpmdRunner:
         total = functools.reduce(lambda a, b: jax.tree.map(jnp.add, a, b),
                                  parts)
         fb_state = engine.feedback_apply(fb_state, total)
+      self._finish(first, stacked, last, fb_state, etas)
     return (self.unstack(state, first, stacked, last, fb_state, m_total),
             metrics)
