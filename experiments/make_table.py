@@ -22,6 +22,7 @@ import glob
 import json
 import os
 import statistics
+import textwrap
 
 from experiments import configs
 from experiments.lib import overrides as overrides_lib
@@ -284,10 +285,12 @@ def blocks_plot(experiment: dict, runs: dict[str, list[dict]], out: str
                 label=method)
   ax.set(xscale="log", xlabel="blocks K",
          ylabel=metric.replace("test_", "").replace("_", " "),
-         title=experiment.get("title", experiment["name"]))
+         title="\n".join(textwrap.wrap(experiment.get("title",
+                                                     experiment["name"]), 70)))
   ax.set_xticks(sorted({k for _, k in experiment["by_blocks"].values()}))
-  ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-  ax.title.set_fontsize(8)
+  ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+  ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+  ax.title.set_fontsize(9)
   ax.legend(fontsize=8)
   fig.tight_layout()
   os.makedirs(out, exist_ok=True)

@@ -2,7 +2,8 @@
 
 The `shakespeare_char` preset (6-layer pre-LN Transformer, 128 wide,
 context 64, 2000 updates of 32 windows) cut into K = 2, 4 and 8 blocks
-(8 = every unit its own block: the deepest cut this network allows),
+(8 = every unit its own block: the deepest cut this network allows; 7 =
+every decoder layer its own block, the embedding with the first),
 evaluated on the validation split (settings are chosen on it, never on the
 test split). Backprop does not depend on the cut: one run is its band.
 """
@@ -29,6 +30,12 @@ for _label, _overrides in {
     "bll readout=linear": {"readout": "linear", "readout_features": 128},
 }.items():
   VARIANTS[f"{_label} K=4"] = {**_overrides, "blocks": 4}
+# The temperature again at the deeper cut.
+VARIANTS["bll T=3 K=8"] = {"temperature": 3.0, "blocks": 8}
+# K = 7: every decoder layer its own block, the embedding with the first
+# (the even cut gives the first block the extra unit), so no block is an
+# embedding alone.
+VARIANTS["bll K=7"] = {**METHODS["bll"], "blocks": 7}
 
 EXPERIMENT = {
     "title": "Shakespeare, character LM: validation loss against the number "
