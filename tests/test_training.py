@@ -672,7 +672,8 @@ def test_ctrl_c_names_the_step_and_the_checkpoint_to_resume(
       whole["final_train_loss"], rel=1e-6)
 
 
-@pytest.mark.parametrize("failure", ["no room", "write fails"])
+@pytest.mark.parametrize("failure", ["no room", "write fails",
+                                     "tensorstore's full disk"])
 def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(
     tmp_path, capsys, monkeypatch, failure):
   from bll_jax import cli
@@ -684,12 +685,18 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(
         free=0 if _checkpoint_steps(workdir) else 10 * 2**20)
     monkeypatch.setattr(checkpoint_lib.shutil, "disk_usage", free)
   else:
-    # orbax's write of step 20 fails as a full disk makes it fail.
+    # orbax's write of step 20 fails as a full disk makes it fail: an
+    # OSError, or tensorstore's RESOURCE_EXHAUSTED.
     manager_save = checkpoint_lib.ocp.CheckpointManager.save
+
+    error = (OSError(28, "No space left on device") if failure ==
+             "write fails" else ValueError(
+                 "RESOURCE_EXHAUSTED: Error writing \"blocks.0\" in OCDBT "
+                 "database"))
 
     def save(self, step, *args, **kwargs):
       if step == 20:
-        raise OSError(28, "No space left on device")
+        raise error
       return manager_save(self, step, *args, **kwargs)
     monkeypatch.setattr(checkpoint_lib.ocp.CheckpointManager, "save", save)
   assert cli.main(TINY_FLAGS + ["--steps", "30", "--checkpoint-every-steps",
@@ -702,11 +709,17 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(
         r"bll-train: error: no room for the checkpoint of step 20 in "
         + re.escape(os.path.join(workdir, "checkpoints")) + r": 0\.0 MiB "
         r"free, about \d+\.\d MiB needed; " + re.escape(kept), line), line
-  else:
+  elif failure == "write fails":
     assert line == (
         f"bll-train: error: the checkpoint of step 20 could not be written "
         f"in {os.path.join(workdir, 'checkpoints')} (OSError: [Errno 28] No "
         f"space left on device); {kept}")
+  else:
+    assert line == (
+        f"bll-train: error: the checkpoint of step 20 could not be written "
+        f"in {os.path.join(workdir, 'checkpoints')} (ValueError: "
+        f"RESOURCE_EXHAUSTED: Error writing \"blocks.0\" in OCDBT "
+        f"database); {kept}")
   assert _checkpoint_steps(workdir) == [10]
 
 

@@ -73,8 +73,9 @@ class Checkpointer:
     Raises:
       CheckpointError: one line when there is no room for it (checked
         before anything is written: the size of the last checkpoint, or of
-        the state's arrays) or the write fails; the earlier checkpoints are
-        intact either way.
+        the state's arrays) or the file system fails the write; the earlier
+        checkpoints are intact either way. Other failures (a peer process
+        gone mid-save) propagate as they are.
     """
     need = self._expected_bytes(state)
     free = shutil.disk_usage(self.directory).free
@@ -89,6 +90,8 @@ class Checkpointer:
           progress=ocp.args.JsonSave(progress)), force=True)
       self._manager.wait_until_finished()
     except Exception as e:  # orbax/tensorstore raise many kinds
+      if not _is_disk_error(e):
+        raise      # e.g. a peer process gone: not a matter of disk space
       raise CheckpointError(
           f"the checkpoint of step {step} could not be written in "
           f"{self.directory} ({type(e).__name__}: {_first_line(e)[:300]}); "
@@ -271,6 +274,15 @@ def _first_line(error: Exception) -> str:
                 "TensorStore("):
     line = line.split(noise)[0]
   return line.strip()
+
+
+def _is_disk_error(error: Exception) -> bool:
+  """Whether a failed write is the file system's (full, quota, I/O): an
+  `OSError`, or tensorstore's `RESOURCE_EXHAUSTED` wrapped by orbax."""
+  text = str(error)
+  return isinstance(error, OSError) or any(
+      word in text for word in ("RESOURCE_EXHAUSTED", "No space left",
+                                "Disk quota exceeded"))
 
 
 def _file_sums(folder: str, crc: bool = True) -> dict[str, list[int]]:
