@@ -59,6 +59,9 @@ class GPipe:
     self.stages = placement.Stages.even(mesh, engine.num_blocks)
     self.stage_blocks = self.stages.stage_blocks
     self.transfer = StageTransfer(mesh)
+    # Several CPU devices in one process: each tick's transfers and passes
+    # finish before the next (placement.drives_several_cpu_devices).
+    self.serial = placement.drives_several_cpu_devices(mesh)
     self._programs = {}
 
   @property
@@ -191,6 +194,8 @@ class GPipe:
           moved[s] = self.transfer.move(cotangents.pop((s + 1, m)), s + 1, s)
         else:
           moved[s] = None
+      if self.serial:
+        jax.block_until_ready([v for v in moved.values() if v is not None])
       for s, kind, m in ready:            # then one pass per stage
         if kind == "F":
           inputs[s][m] = moved[s]
@@ -214,6 +219,8 @@ class GPipe:
                                                              grads[s], g)
           if s == num_stages - 1:
             loss = loss + value
+      if self.serial:
+        jax.block_until_ready((stages, outputs, cotangents, grads))
       for s, kind, m in ready:
         done.add((kind, s, m))
         position[s] += 1
