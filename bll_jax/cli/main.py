@@ -46,11 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
   if not config.workdir and not config.resume:
     config.workdir = config_lib.default_workdir(config)
+  interrupted = "bll-train: interrupted before training began"
   try:
     # Imported after parsing, so --help never waits for the training stack.
     from bll_jax import training
   except KeyboardInterrupt:
-    print("bll-train: interrupted before training began", file=sys.stderr)
+    print(interrupted, file=sys.stderr)
     return 130
   try:
     if config.distributed:
@@ -65,9 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   except training.Interrupted as e:
     print(f"bll-train: {e}", file=sys.stderr)
     return 130
-  except KeyboardInterrupt:
-    print("bll-train: interrupted before training began; nothing to resume",
-          file=sys.stderr)
+  except KeyboardInterrupt:       # while loading data or compiling
+    print(interrupted, file=sys.stderr)
     return 130
   except OSError as e:            # disk full, permissions, lost mounts
     where = f" ({e.filename})" if e.filename else ""

@@ -19,8 +19,9 @@ imagenet2012       "tfds"
 
 With `source="auto"`, a `data_dir` without IDX files is taken for a tfds data
 directory if it holds a folder of the dataset's name (one tfds prepared);
-otherwise the files are missing, and `load` says so. Importing this package is cheap: TensorFlow is imported only when a
-tfds dataset is loaded, and MNIST-1D is generated on first use.
+otherwise the files are missing, and `load` says so. Importing this package
+is cheap: TensorFlow is imported only when a tfds dataset is loaded, and
+MNIST-1D is generated on first use.
 """
 
 from __future__ import annotations

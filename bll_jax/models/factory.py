@@ -73,9 +73,9 @@ def build(spec: str, num_classes: int, input_shape: tuple[int, ...],
   """The stack the factory `spec` returns, for a dataset's shapes.
 
   Raises:
-    ValueError, TypeError: one line for a factory that cannot be loaded,
-      called, or whose network cannot read the inputs or gives the wrong
-      number of outputs.
+    ValueError: one line for a factory that cannot be loaded or called,
+      or whose network cannot read the inputs or gives the wrong number of
+      outputs.
   """
   function = load(spec)
   given = {"num_classes": num_classes, "input_shape": tuple(input_shape),

@@ -276,27 +276,26 @@ def train_and_evaluate(config, workdir: str | None = None) -> dict[str, Any]:
             if chief else None)
   first_step_of_run, train_seconds = step, 0.0
 
-  window, window_count = {}, [0]     # the steps since the last step record
+  window: list[dict[str, Any]] = []   # the steps since the last step record
 
   def flush(pending, first):
     """Brings step metrics to the host, checks and sums them (`first`: the
-    1-based number of the step of `pending[0]`)."""
+    1-based number of the step of `pending[0]`); every `log_every_steps`
+    (and at the last step) logs the mean of the steps since the last log as
+    `step/<metric>`."""
     records = runner.to_host(pending)
     _check_finite(records, first, checkpoints)
     every = int(cfg.log_every_steps)
-    for i, record in enumerate(records):
+    for at, record in enumerate(records, start=first):
       for name, value in record.items():
         progress["sums"][name] = progress["sums"].get(name, 0.0) + float(value)
-        window[name] = window.get(name, 0.0) + float(value)
-      window_count[0] += 1
-      at = first + i
-      if writer and (at % every == 0 or at == run.total_steps):
-        # The mean of the steps since the last record: `step/<metric>`.
-        writer.write(at, {"step": at, **{f"step/{k}": v / window_count[0]
-                                         for k, v in window.items()}})
+      window.append(record)
       if at % every == 0 or at == run.total_steps:
+        if writer:
+          writer.write(at, {"step": at, **{
+              f"step/{name}": sum(float(r[name]) for r in window) / len(window)
+              for name in window[0]}})
         window.clear()
-        window_count[0] = 0
     progress["count"] += len(records)
     return records[-1] if records else None
 

@@ -50,6 +50,24 @@ SEQUENCE = ("bp", "bll", "bll-direct", "bll-bernoulli", "bll-categorical",
 LARGE = ("bp", "bll", "drtp", "local", "authors", "authors+fixes")
 
 
+def blocks_sweep(methods, blocks) -> dict[str, dict]:
+  """The runs of a sweep over the number of blocks: `"bp"` once (it does not
+  depend on the cut) and `"<method> K=<k>"`, the method cut evenly into
+  `k` blocks, for every method and `k`."""
+  runs = {"bp": METHODS["bp"]}
+  for method in methods:
+    for k in blocks:
+      runs[f"{method} K={k}"] = {**METHODS[method], "blocks": k}
+  return runs
+
+
+def by_blocks(runs) -> dict[str, tuple[str, int]]:
+  """`label -> (method, K)` of the labels `"<method> K=<k>"` among `runs`:
+  the lines of the plot against K (`make_table`)."""
+  return {label: (label.split(" K=")[0], int(label.split(" K=")[1]))
+          for label in runs if " K=" in label}
+
+
 def names() -> list[str]:
   """Every experiment config, in a stable order."""
   return sorted(m.name for m in pkgutil.iter_modules(__path__)

@@ -6,15 +6,11 @@ block, the deepest cut). Backprop does not depend on the cut: one run is its
 band.
 """
 
-from experiments.configs import METHODS
+from experiments.configs import blocks_sweep
+from experiments.configs import by_blocks
 
-BLOCKS = (2, 4, 8, 16)
-SWEPT = ("bll", "local", "bll-calibrated", "drtp")
-
-VARIANTS = {"bp": METHODS["bp"]}
-for _method in SWEPT:
-  for _k in BLOCKS:
-    VARIANTS[f"{_method} K={_k}"] = {**METHODS[_method], "blocks": _k}
+VARIANTS = blocks_sweep(("bll", "local", "bll-calibrated", "drtp"),
+                        (2, 4, 8, 16))
 
 EXPERIMENT = {
     "title": "Fashion-MNIST, MLP of 15 hidden layers (256): test accuracy "
@@ -23,6 +19,5 @@ EXPERIMENT = {
     "overrides": {"model.widths": (256,) * 15},
     "variants": VARIANTS,
     "seeds": (0,),
-    "by_blocks": {label: (label.split(" K=")[0], int(label.split(" K=")[1]))
-                  for label in VARIANTS if " K=" in label},
+    "by_blocks": by_blocks(VARIANTS),
 }

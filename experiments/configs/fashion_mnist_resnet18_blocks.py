@@ -9,6 +9,7 @@ minutes a run here); backprop does not depend on the cut.
 """
 
 from experiments.configs import METHODS
+from experiments.configs import by_blocks
 from experiments.configs import fashion_mnist_resnet18
 
 # K = 8: the stem with the first residual block, one residual block each,
@@ -34,6 +35,5 @@ EXPERIMENT = {
     "overrides": fashion_mnist_resnet18.EXPERIMENT["overrides"],
     "variants": VARIANTS,
     "seeds": (0,),
-    "by_blocks": {label: (label.split(" K=")[0], int(label.split(" K=")[1]))
-                  for label in VARIANTS if " K=" in label},
+    "by_blocks": by_blocks(VARIANTS),
 }

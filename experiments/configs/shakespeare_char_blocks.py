@@ -9,14 +9,10 @@ test split). Backprop does not depend on the cut: one run is its band.
 """
 
 from experiments.configs import METHODS
+from experiments.configs import blocks_sweep
+from experiments.configs import by_blocks
 
-BLOCKS = (2, 4, 8)
-SWEPT = ("bll", "local", "bll-calibrated", "drtp")
-
-VARIANTS = {"bp": METHODS["bp"]}
-for _method in SWEPT:
-  for _k in BLOCKS:
-    VARIANTS[f"{_method} K={_k}"] = {**METHODS[_method], "blocks": _k}
+VARIANTS = blocks_sweep(("bll", "local", "bll-calibrated", "drtp"), (2, 4, 8))
 
 # What might hold the loss as K grows (chosen on validation): a softer
 # local loss (temperature), the decorrelation the MLP's depth ablation
@@ -45,7 +41,5 @@ EXPERIMENT = {
     "variants": VARIANTS,
     "seeds": (0,),
     "metrics": ("test_accuracy", "test_bits_per_token"),
-    # label -> (method, K) for the plot against K (make_table).
-    "by_blocks": {label: (label.split(" K=")[0], int(label.split(" K=")[1]))
-                  for label in VARIANTS if " K=" in label},
+    "by_blocks": by_blocks(VARIANTS),
 }
