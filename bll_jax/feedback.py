@@ -31,6 +31,9 @@ The outputs of the learned and random tables pass through the family's
 
 from __future__ import annotations
 
+import re
+from typing import Sequence
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -42,6 +45,10 @@ Array = jax.Array
 MODES = ("direct", "chained", "chained_local", "bootstrapped", "random",
          "onehot")
 TRAINABLE_MODES = ("direct", "chained", "chained_local", "bootstrapped")
+#: Modes in which `L^fb_k` reaches block `k`'s own layer alone, so that a
+#: stage can own and train its blocks' layers (`bll_jax.parallel.owned`).
+LOCAL_MODES = ("direct", "chained_local")
+_LAYER = re.compile(r"^(?:table|g)_(\d+)$")
 
 
 class Feedback(nn.Module):
@@ -123,3 +130,51 @@ class Feedback(nn.Module):
         b_above = out[k]
       return tuple(out)
     raise ValueError(f"feedback must be one of {MODES}, got {self.mode!r}")
+
+
+def layer_of(path) -> int | None:
+  """The hidden block whose feedback layer a leaf belongs to, from its key
+  path (in the parameters, or in an optax state that mirrors them:
+  `table_k` or `g_k`), or `None` for a leaf of no layer (an optax count)."""
+  for entry in path:
+    match = _LAYER.match(str(getattr(entry, "key", "")))
+    if match:
+      return int(match.group(1))
+  return None
+
+
+def stage_messages(module: Feedback, params, blocks: Sequence[int],
+                   message: Array | None = None) -> dict[int, Array]:
+  r"""`b_k` of the hidden `blocks` (contiguous) from their own layers alone.
+
+  `params` needs only the layers of `blocks` (`table_k` or `g_k`). In the
+  `direct` mode `b_k = B_k onehot(y)` needs nothing else; in the
+  `chained_local` mode the layers chain from the message of the block above
+  the highest of `blocks`, a constant to them:
+
+  .. math::
+
+     b_k = \mathrm{link}_k(W_k\,\mathrm{relu}(\mathrm{sg}(b_{k+1})) + c_k),
+     \qquad b_{k_{\max}+1} = \texttt{message},
+
+  and the top hidden block's `b = link(B onehot(y))` needs no message. With
+  every hidden block and no message this is :class:`Feedback`'s output.
+  """
+  if module.mode not in LOCAL_MODES:
+    raise ValueError(f"feedback {module.mode!r} is not local to its blocks: "
+                     f"stage_messages needs one of {LOCAL_MODES}")
+  top = len(module.sizes) - 1
+  links = [lat.family.natural_from_raw for lat in module.latents]
+  out = {}
+  for k in sorted(blocks, reverse=True):
+    if module.mode == "direct" or k == top:
+      out[k] = links[k](params[f"table_{k}"])
+      continue
+    above = out.get(k + 1, message)
+    if above is None:
+      raise ValueError(f"block {k}'s chained feedback needs the message of "
+                       f"block {k + 1}")
+    dense = nn.Dense(module.sizes[k])
+    out[k] = links[k](dense.apply({"params": params[f"g_{k}"]},
+                                  nn.relu(jax.lax.stop_gradient(above))))
+  return out

@@ -66,7 +66,7 @@ NUM_CLASSES = 10
 GPIPE_M = (1, 2, 4, 8)
 
 
-def build(model: str, method: str):
+def build(model: str, method: str, feedback: str = "chained"):
   """`(engine, micro-batch maker)` for a benchmark model in 4 blocks."""
   shape, spec, mb, cuts = MODELS[model]
   if spec[0] == "cnn":
@@ -74,7 +74,8 @@ def build(model: str, method: str):
                        head="pool")
   else:
     stack = models.mlp(spec[1], NUM_CLASSES)
-  engine = benchmark_engine(stack, method, NUM_CLASSES, shape, cuts=cuts)
+  engine = benchmark_engine(stack, method, NUM_CLASSES, shape, cuts=cuts,
+                            feedback=feedback)
   return engine, lambda i: random_batch(i, mb, shape, NUM_CLASSES)
 
 
@@ -242,7 +243,8 @@ def worker(argv) -> int:
   parser = argparse.ArgumentParser()
   parser.add_argument("--model", required=True)
   parser.add_argument("--mode", required=True,
-                      choices=("single", "bll", "gpipe", "1f1b"))
+                      choices=("single", "bll", "bll_owned", "gpipe",
+                               "1f1b"))
   parser.add_argument("--m", type=int, default=8)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--out", required=True)
@@ -252,10 +254,14 @@ def worker(argv) -> int:
   if args.mode == "single":
     result.update(measure_single(args.model, args.repeats))
   else:
-    engine, batch = build(args.model, "bll" if args.mode == "bll" else "bp")
+    # bll: the chained feedback replicated on every stage, all-reduced every
+    # tick; bll_owned: chained_local, each stage owning its blocks' layers.
+    engine, batch = build(
+        args.model, "bp" if args.mode in ("gpipe", "1f1b") else "bll",
+        "chained_local" if args.mode == "bll_owned" else "chained")
     # On the host: only what a runner places counts on its devices.
     state = jax.device_get(engine.init(jax.random.key(0), batch(0)["inputs"]))
-    if args.mode == "bll":
+    if args.mode in ("bll", "bll_owned"):
       result.update(measure_pipelined(engine, batch, state, args.m,
                                       args.repeats))
     else:
@@ -338,6 +344,13 @@ def main(argv=None):
     # The same program on one worker, timed in the same processes.
     r["bll_pipelined_1"] = r["bll_pipelined"].get("one_worker",
                                                   r["bll_pipelined"])
+    print(f"{model}: block-local pipelined, feedback owned by the stages, "
+          f"on {args.workers} workers and on one ...", flush=True)
+    r["bll_owned_pipelined"] = run_workers(args.workers, model, "bll_owned",
+                                           args.micro_batches, args.repeats,
+                                           workdir)
+    r["bll_owned_pipelined_1"] = r["bll_owned_pipelined"].get(
+        "one_worker", r["bll_owned_pipelined"])
     for m in gpipe_m:
       print(f"{model}: GPipe M={m} on {args.workers} workers ...", flush=True)
       r[f"gpipe_m{m}"] = run_workers(args.workers, model, "gpipe", m,
@@ -399,6 +412,19 @@ def markdown(report: dict, workers: int) -> str:
          f"{bll['transfer_s'] / bll['steady_tick_s']:.2f}",
          f"{bll['bubble_fraction']:.2f} (once per stream)", both(bll)),
     ]
+    owned = r.get("bll_owned_pipelined")
+    if owned:
+      one_owned = r["bll_owned_pipelined_1"]
+      rows += [
+          ("block-local pipelined, owned feedback, 1 worker (same program)",
+           one_owned["steady_examples_per_second"],
+           one_owned["steady_tick_s"], "-", "-", both(one_owned)),
+          (f"block-local pipelined, owned feedback, {workers} workers "
+           "(steady)", owned["steady_examples_per_second"],
+           owned["steady_tick_s"],
+           f"{owned['transfer_s'] / owned['steady_tick_s']:.2f}",
+           f"{owned['bubble_fraction']:.2f} (once per stream)", both(owned)),
+      ]
     tried = gpipe_tried(r)
     for k in tried:
       g = r[f"gpipe_m{k}"]
@@ -436,10 +462,23 @@ def markdown(report: dict, workers: int) -> str:
         "steady_examples_per_second"]
     in_turn = bll["steady_examples_per_second"] * single[
         "bll_in_turn_step_s"] / mb
+    all_cores = max(mb / r["all_cores"]["bll_fused_step_s"],
+                    mb / r["all_cores"]["bp_step_s"])
+    owned_line = ""
+    if owned:
+      owned_line = (
+          f" With the feedback owned by the stages (chained_local, no "
+          f"all-reduce): "
+          f"{owned['steady_examples_per_second'] / one_owned['steady_examples_per_second']:.2f}x "
+          f"its own program on one worker (target 1.9x), "
+          f"{owned['steady_examples_per_second'] / all_cores:.2f}x the best "
+          f"one-process run using every core (target 1.8x).")
     lines += ["",
               f"Block-local pipelined, {workers} workers over 1 worker: "
               f"{speedup:.2f}x the same program ({in_turn:.2f}x the blocks in "
-              f"turn; target 1.8x). Best GPipe: M={best_gpipe}, "
+              f"turn; target 1.8x); "
+              f"{bll['steady_examples_per_second'] / all_cores:.2f}x the best "
+              f"one-process run using every core.{owned_line} Best GPipe: M={best_gpipe}, "
               f"{r[f'gpipe_m{best_gpipe}']['examples_per_second']:.0f} "
               f"examples/s. Cost model at B={workers}: block-local "
               f"{pred['bll']:.0f}, GPipe (M={tried[-1]}) {pred['gpipe']:.0f} "

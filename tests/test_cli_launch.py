@@ -45,8 +45,7 @@ def pipelined_run(tmp_path_factory):
   return workdir, flags
 
 
-def test_two_processes_pipelined_equal_the_sequential_simulation(pipelined_run):
-  workdir, flags = pipelined_run
+def _assert_equals_the_sequential_simulation(workdir, flags):
   config, _, _ = flags_lib.config_from_args(flags + ["--mesh",
                                                     "data=1,block=2"])
   run = train.prepare(config)
@@ -73,6 +72,21 @@ def test_two_processes_pipelined_equal_the_sequential_simulation(pipelined_run):
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["mesh"]["axes"] == {"data": 1, "block": 2}
   assert summary["pipeline"] == "mpmd"
+
+
+def test_two_processes_pipelined_equal_the_sequential_simulation(pipelined_run):
+  _assert_equals_the_sequential_simulation(*pipelined_run)
+
+
+def test_two_processes_with_owned_feedback_equal_the_simulation(tmp_path):
+  """The feedback owned by the stages (no all-reduce; stage 1 sends its
+  message to stage 0, across processes, every tick)."""
+  flags = TINY + ["--schedule", "pipelined", "--dataset.train-examples",
+                  "300", "--steps", "12", "--feedback", "chained_local",
+                  "--workdir", str(tmp_path)]
+  out = _launch(["-n", "2", "--", *flags])
+  assert out.returncode == 0, out.stderr[-3000:]
+  _assert_equals_the_sequential_simulation(tmp_path, flags)
 
 
 def _final_state(workdir, flags):

@@ -64,6 +64,9 @@ def test_process_benchmark_runs_every_configuration(tmp_path):
   assert bll["processes"] == 2 and bll["ticks"] == 8 + 2 - 1
   assert bll["bubble_fraction"] == 1 / 9
   assert one["ticks"] == 8 and gpipe["micro_batches"] == 2
+  owned = r["bll_owned_pipelined"]        # the feedback owned by the stages
+  assert owned["processes"] == 2 and owned["ticks"] == bll["ticks"]
+  assert r["bll_owned_pipelined_1"]["steady_tick_s"] > 0
   for run in (bll, gpipe):
     assert len(run["live_mib"]) == len(run["max_rss_mib"]) == 2
     assert all(v > 0 for v in run["live_mib"] + run["max_rss_mib"])
@@ -76,6 +79,7 @@ def test_process_benchmark_runs_every_configuration(tmp_path):
   assert set(r["cost_model"]) == {"1", "2", "4", "8", "16", "32", "64"}
   text = (tmp_path / "process_benchmark.md").read_text()
   assert "block-local pipelined, 2 workers" in text and "GPipe" in text
+  assert "block-local pipelined, owned feedback, 2 workers" in text
   assert "backprop 1F1B, 2 workers, M=2" in text
   assert (tmp_path / "throughput.png").stat().st_size > 1000
 

@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from bll_jax import blocks
@@ -67,3 +68,32 @@ def test_chained_local_computes_the_same_tables_as_chained():
   for a, b in zip(net.apply(params), local.apply(params)):
     assert bool(jnp.all(a == b))
 
+
+
+@pytest.mark.parametrize("mode", ["direct", "chained_local"])
+def test_stage_messages_of_every_cut_are_the_networks_tables(mode):
+  """A stage computes its blocks' tables from its own layers and the
+  message of the block above: for any contiguous range, the module's."""
+  net = feedback.Feedback(mode, 4, THREE, (6, 5, 3))
+  params = net.init(jax.random.key(0))["params"]
+  whole = net.apply({"params": params})
+  for ks in [(0, 1, 2), (0,), (1,), (2,), (0, 1), (1, 2)]:
+    own = {name: v for name, v in params.items()
+           if feedback.layer_of([jax.tree_util.DictKey(name)]) in ks}
+    above = max(ks) + 1
+    message = whole[above] if above < 3 and mode == "chained_local" else None
+    out = feedback.stage_messages(net, own, ks, message)
+    assert sorted(out) == sorted(ks)
+    for k in ks:
+      np.testing.assert_array_equal(out[k], whole[k])
+
+
+def test_stage_messages_refuse_a_global_mode_and_a_missing_message():
+  net = feedback.Feedback("chained_local", 4, THREE, (6, 5, 3))
+  params = net.init(jax.random.key(0))["params"]
+  with pytest.raises(ValueError, match="block 0's chained feedback needs the "
+                     "message of block 1"):
+    feedback.stage_messages(net, params, (0,))
+  chained = feedback.Feedback("chained", 4, THREE, (6, 5, 3))
+  with pytest.raises(ValueError, match="not local to its blocks"):
+    feedback.stage_messages(chained, params, (2,))

@@ -70,3 +70,16 @@ def test_sum_over_stages_keeps_each_dtype():
   np.testing.assert_array_equal(out["f"], np.arange(12.0).reshape(3, 2, 2)
                                 .sum(0))
   np.testing.assert_array_equal(out["g"], np.full(5, 3.0))
+
+
+def test_stage_transfer_moves_a_replicated_table_down_a_stage():
+  """The owned feedback's message: every data device's copy to the same
+  data index of the stage below, replicated there."""
+  mesh = mesh_lib.make_mesh(mesh_lib.MeshSpec(2, 4), 4)
+  stages = [mesh_lib.stage_mesh(mesh, s) for s in range(4)]
+  x = np.arange(5 * 7, dtype=np.float32).reshape(5, 7)
+  on_src = jax.device_put(x, placement.replicated(stages[2]))
+  moved = transfer.StageTransfer(mesh).move_replicated(on_src, 2, 1)
+  assert moved.sharding == placement.replicated(stages[1])
+  assert moved.is_fully_replicated
+  np.testing.assert_array_equal(np.asarray(moved), x)

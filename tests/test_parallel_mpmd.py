@@ -126,6 +126,13 @@ CASES = {
     "transformer-dropout": dict(stack=_cases.TRANSFORMER,
                                 cuts=_cases.TRANSFORMER_CUTS, shape=(6,),
                                 tx=_cases.SGD),
+    # The feedback owned by the stages (bll_jax.parallel.owned): layers and
+    # optax state on their stages, messages sent one stage down.
+    "mlp-owned": dict(stack=MLP, feedback="chained_local"),
+    "stack-owned-sampled": dict(stack=_cases.STACK, cuts=_cases.STACK_CUTS,
+                                feedback="chained_local",
+                                family=families.Bernoulli(),
+                                transmit="sample"),
 }
 
 
@@ -133,6 +140,8 @@ CASES = {
     ("mlp", "data=2,block=4", 0), ("mlp", "data=4,block=2", 2),
     ("mlp-sampled", "data=2,block=2", 0),
     ("transformer-dropout", "data=2,block=2", 0),
+    ("mlp-owned", "data=2,block=4", 0),
+    ("stack-owned-sampled", "data=1,block=4", 0),
 ])
 def test_pipelined_mpmd_equals_the_reference(case, spec, lag):
   kw = CASES[case]
@@ -261,3 +270,44 @@ def test_bll_train_on_a_mesh_records_mesh_and_schedule(tmp_path, flags,
                                      "block": spec.block}
   assert np.isfinite(summary["final_train_loss"])
   assert 0.0 <= summary["test_accuracy"] <= 1.0
+
+
+def test_owned_feedback_keeps_each_layer_on_its_stage_and_needs_no_all_reduce(
+    monkeypatch):
+  """The locality of the owned feedback: per tick no feedback collective,
+  each stage's layers and losses on its own devices, one message per
+  sending stage to the stage below; one broadcast and one sum per stream."""
+  engine = _cases.make_engine(MLP, feedback="chained_local")
+  runner = _runner(engine, "data=2,block=4", "pipelined")
+  assert runner.owner is not None
+  calls = {"update": 0, "broadcast": 0, "sum": 0, "moves": []}
+  reps, owner = runner.replicas, runner.owner
+  for name in ("update", "broadcast", "sum"):
+    real = getattr(reps, name)
+    monkeypatch.setattr(reps, name, lambda *a, _r=real, _n=name: (
+        calls.__setitem__(_n, calls[_n] + 1), _r(*a))[1])
+  real_move = runner.transfer.move_replicated
+  monkeypatch.setattr(runner.transfer, "move_replicated",
+                      lambda x, src, dst: (calls["moves"].append((src, dst)),
+                                           real_move(x, src, dst))[1])
+  real_update = owner.update
+  stage_devices = [set(runner.stages.meshes[s].devices.flat)
+                   for s in range(4)]
+
+  def update(s, *args, **kw):
+    losses = real_update(s, *args, **kw)
+    held = {d for leaf in jax.tree.leaves((owner.states[s], losses))
+            for d in leaf.devices()}
+    assert held == stage_devices[s], s
+    return losses
+
+  monkeypatch.setattr(owner, "update", update)
+  batches, keys = _cases.make_batches(6), _cases.make_keys(6)
+  state0 = engine.init(jax.random.key(0), batches[0]["inputs"])
+  runner.run_epoch(runner.place(state0), batches, keys)
+  assert calls["update"] == 0                    # no all-reduce per tick
+  assert calls["broadcast"] == calls["sum"] == 1  # once per stream
+  # Stages 1 and 2 own layers and send down in every tick with an update;
+  # stage 3 holds the output block alone.
+  updates = runner.plan.feedback_updates(6)
+  assert sorted(calls["moves"]) == sorted([(1, 0), (2, 1)] * updates)

@@ -75,3 +75,52 @@ def test_the_feedback_takes_the_planned_number_of_optimiser_steps():
   adam = state.feedback.opt_state[0]
   assert int(adam.count) == plan.feedback_updates(6) == 6 + 3 - 1
   assert int(state.step) == 6
+
+
+# The feedback owned by the stages (bll_jax.parallel.owned): the replicated
+# path of `run` is the independent computation it is held against.
+@pytest.mark.parametrize("feedback,stages,plan", [
+    ("chained_local", 1, "pipelined"),   # one stage owns the whole chain
+    ("chained_local", 2, "sync"),        # two stages: nothing is stale
+    ("chained_local", 2, "pipelined"),
+    ("direct", 4, "pipelined"),          # no messages: layer by layer Adam
+])
+def test_owned_feedback_equals_the_replicated_one_where_nothing_is_stale(
+    feedback, stages, plan):
+  engine = _cases.make_engine(_cases.MLP, feedback=feedback)
+  batches, keys = _cases.make_batches(5), _cases.make_keys(5)
+  state0 = engine.init(jax.random.key(0), batches[0]["inputs"])
+  plan = schedule.plan_for(plan, 4, stages)
+  owned, m_owned = reference.run(engine, state0, batches, keys, plan,
+                                 owned=True)
+  shared, m_shared = reference.run(engine, state0, batches, keys, plan,
+                                   owned=False)
+  assert _cases.max_diff(owned, shared) < 1e-6     # float32 round-off
+  assert _cases.max_diff(shared, state0) > 1e-3    # the feedback trained
+  for a, b in zip(m_owned, m_shared):
+    np.testing.assert_allclose(a["feedback/loss"], b["feedback/loss"],
+                               rtol=1e-6)
+
+
+def test_owned_chained_feedback_over_four_stages_reads_older_layers():
+  """Stage s + 2's layers reach stage s a tick late (the module docstring):
+  the first tick agrees with the replicated feedback, later ones do not."""
+  engine = _cases.make_engine(_cases.MLP, feedback="chained_local")
+  batches, keys = _cases.make_batches(3), _cases.make_keys(3)
+  state0 = engine.init(jax.random.key(0), batches[0]["inputs"])
+  plan = schedule.plan_for("sync", 4, 4)
+  one = [reference.run(engine, state0, batches[:1], keys[:1], plan,
+                       owned=owned)[0] for owned in (True, False)]
+  three = [reference.run(engine, state0, batches, keys, plan,
+                         owned=owned)[0] for owned in (True, False)]
+  assert _cases.max_diff(*one) < 1e-6
+  assert _cases.max_diff(*three) > 1e-4
+
+
+def test_owned_feedback_refuses_a_global_mode_or_a_lag():
+  engine = _cases.make_engine(_cases.MLP)        # chained: not local
+  batches, keys = _cases.make_batches(1), _cases.make_keys(1)
+  state0 = engine.init(jax.random.key(0), batches[0]["inputs"])
+  with pytest.raises(ValueError, match="cannot be owned by the stages"):
+    reference.run(engine, state0, batches, keys,
+                  schedule.plan_for("sync", 4, 2), owned=True)

@@ -82,6 +82,8 @@ def test_what_the_stack_cannot_run_is_refused_in_one_line():
   recipe = _cases.make_engine(**stack, feedback="direct",
                               recipe=authors.AuthorsRecipe())
   assert "principled losses" in reason(recipe)
+  assert "owned by the stages" in reason(
+      _cases.make_engine(**stack, feedback="chained_local"))
   # `auto` falls back to the MPMD runner for all of these.
   runner = parallel.make_runner(recipe, parallel.RunnerSpec(
       mesh="block=2", schedule="pipelined"))

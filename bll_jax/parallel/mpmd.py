@@ -30,6 +30,7 @@ from jax.sharding import Mesh
 
 from bll_jax.engine import TrainState
 from bll_jax.parallel import mesh as mesh_lib
+from bll_jax.parallel import owned as owned_lib
 from bll_jax.parallel import placement
 from bll_jax.parallel import schedule as schedule_lib
 from bll_jax.parallel.replicas import FeedbackReplicas
@@ -90,6 +91,11 @@ class MpmdRunner:
         {d.process_index for d in mesh.devices.flat}) > 1
     self.transfer = StageTransfer(mesh)
     self.replicas = FeedbackReplicas(engine, mesh)
+    # A feedback local to its blocks is owned by their stages: no
+    # all-reduce per tick (bll_jax.parallel.owned).
+    self.owner = (owned_lib.OwnedFeedback(engine, self.plan.stage_blocks,
+                                          self.replicas, self.transfer)
+                  if owned_lib.applies(engine, feedback_lag) else None)
     self._fb_forward = engine.compiled_feedback_forward
     #: `(tick, stage, micro-batch)` of the work the last call dispatched.
     self.timeline: list[tuple[int, int, int]] = []
@@ -197,7 +203,11 @@ class MpmdRunner:
     bootstrapped = engine.feedback_mode == "bootstrapped"
     # Every stage holds a replica of the feedback: it computes its blocks'
     # feedback and feedback gradients where they live.
-    if trains:
+    owner = self.owner
+    if owner:
+      owner.start(fb_state)
+      owned_losses: list[tuple[int, int, tuple[int, ...], jax.Array]] = []
+    elif trains:
       fb_state = replicas.broadcast(fb_state)
       versions = [replicas.views(fb_state.params)]
     elif engine.feedback is not None:     # fixed: computed once per stage
@@ -236,7 +246,8 @@ class MpmdRunner:
       if self.serial:
         jax.block_until_ready(self._local(
             [h for _, h, _ in inputs.values() if h is not None]))
-      phi = (versions[max(0, len(versions) - 1 - lag)] if trains else None)
+      phi = (versions[max(0, len(versions) - 1 - lag)]
+             if trains and not owner else None)
       etas = None
       if bootstrapped:      # one stage: every block's output first
         on, h, key = inputs[0]
@@ -250,21 +261,36 @@ class MpmdRunner:
           h = self.transfer.move(outputs.pop((s - 1, m)), s - 1, s)
           if self.serial:
             jax.block_until_ready(self._local(h))
-        fb = (self._fb_forward(phi[s], etas) if trains
-              else fixed[s] if engine.feedback is not None else ())
+        if owner:
+          fb = owner.messages(s) if owner.ks[s] else {}
+        else:
+          fb = (self._fb_forward(phi[s], etas) if trains
+                else fixed[s] if engine.feedback is not None else ())
+        stage_etas = []
         for k in plan.stage_blocks[s]:
           blocks[k], h, eta, met = engine.block_step(k)(
               blocks[k], h, fb[k] if k < hidden else None, on["labels"],
               on["weights"], key)
           metrics[m].update({f"block{k}/{n}": v for n, v in met.items()})
-          if trains and k < hidden:
+          if owner and k < hidden:
+            stage_etas.append(eta)
+          elif trains and k < hidden:
             grads, loss = engine.feedback_grad(k)(
                 phi[s], eta, on["labels"], on["weights"], etas)
             contributions.setdefault(s, []).append((k, grads, loss))
+        if owner and owner.ks[s]:
+          owned_losses.append((t, s, owner.ks[s], owner.update(
+              s, owner.ks[s], stage_etas, on["labels"], on["weights"])))
         if s < last:
           outputs[(s, m)] = h
         else:
           del arrived[m]
+      if owner and any(owner.ks[s] for s, _ in active):
+        # Every owning stage updates in a tick where any hidden block
+        # worked (zero gradients where it idles), then sends its message.
+        for s in set(owner.stages) - {s for s, _ in active}:
+          owner.update(s, ())
+        owner.send()
       # 3. One feedback update on every replica from all stages' parts.
       if contributions:
         fb_state, losses = replicas.update(fb_state, contributions)
@@ -274,14 +300,18 @@ class MpmdRunner:
       # Python may run ahead of the devices by `ticks_in_flight` ticks (its
       # dispatch overlaps their work), no further: what it queues holds
       # micro-batches and activations.
-      in_flight.append(self._local((blocks, outputs) if not self.serial
-                                   else (blocks, outputs, fb_state)))
+      in_flight.append(self._local(
+          (blocks, outputs) if not self.serial
+          else (blocks, outputs, fb_state, owner.arrays() if owner else ())))
       if len(in_flight) > self.ticks_in_flight:
         jax.block_until_ready(in_flight.pop(0))
       t += 1
     if tick_losses:
       self._feedback_losses(metrics, tick_losses)
-    if trains:
+    if owner:
+      self._owned_losses(metrics, owned_losses)
+      fb_state = owner.finish()                # on stage 0, as `place` keeps it
+    elif trains:
       fb_state = replicas.view(fb_state, 0)    # where `place` keeps it
     return TrainState(state.step + len(metrics), tuple(blocks),
                       fb_state), metrics
@@ -296,6 +326,15 @@ class MpmdRunner:
       record["feedback/loss"] = np.float32(sum(
           losses[rows[m + self.plan.offset(self.plan.stage_of(k))], k]
           for k in range(self.engine.num_blocks - 1)))
+
+  def _owned_losses(self, metrics, owned_losses) -> None:
+    """`feedback/loss` of micro-batch `m` from the stages' own losses (one
+    gather per stream)."""
+    host = self.to_host([losses for _, _, _, losses in owned_losses])
+    for (t, s, ks, _), losses in zip(owned_losses, host):
+      m = t - self.plan.offset(s)
+      metrics[m]["feedback/loss"] = np.float32(
+          metrics[m].get("feedback/loss", 0.0) + np.sum(losses))
 
   @staticmethod
   def _local(tree) -> list[jax.Array]:

@@ -109,6 +109,16 @@ class FeedbackReplicas:
     """`[view(tree, s) for every stage s]`."""
     return [self.view(tree, s) for s in range(self.num_stages)]
 
+  def sum(self, parts: Sequence[Any]):
+    """Per-stage trees with a leading axis 1 (one per stage, on its
+    devices) -> their sum, replicated on every device (one all-reduce)."""
+    return self._sum(self._stack(parts))
+
+  def zeros(self, s: int, tree):
+    """Zeros shaped like `tree` (arrays or shape structs) with a leading
+    axis 1, on stage `s` (allocated once)."""
+    return self._zeros(s, tree)
+
   def _stack(self, parts: Sequence[Any]):
     """Per-stage trees with a leading axis 1 -> one tree `[S, ...]` over
     `block` (each device holds its stage's row)."""

@@ -96,6 +96,9 @@ def unsupported(engine, mesh: Mesh, feedback_lag: int = 0) -> str:
   if feedback_lag:
     return ("feedback_lag needs pipeline 'mpmd' (the SPMD stack updates its "
             "feedback without lag)")
+  if engine.feedback_mode == "chained_local":
+    return ("feedback 'chained_local' is owned by the stages, each message "
+            "sent one stage down per tick: use pipeline 'mpmd' (or 'auto')")
   if not isinstance(engine.recipe, BlockLocalLosses):
     return ("the SPMD pipeline computes the principled losses only; use the "
             "MPMD path for another recipe")

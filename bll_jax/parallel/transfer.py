@@ -90,3 +90,23 @@ class StageTransfer:
         x.shape, placement.batch_sharding(self.stage_meshes[dst]),
         [s.data for s in out.addressable_shards if s.device in column],
         dtype=x.dtype)
+
+  def move_replicated(self, x: jax.Array, src: int, dst: int) -> jax.Array:
+    """`x`, replicated on stage `src`, replicated on stage `dst`.
+
+    Each `data` device's copy travels to the `data` device of the same
+    index (the copies, viewed as the rows of one batch-sharded array, make
+    one :meth:`move`): no gather, no reduction. Every process calls it.
+    """
+    if src == dst:
+      return x
+    copies = self.grid.shape[0]
+    shape = tuple(x.shape)
+    rows = jax.make_array_from_single_device_arrays(
+        (copies * shape[0],) + shape[1:],
+        placement.batch_sharding(self.stage_meshes[src]),
+        [s.data for s in x.addressable_shards], dtype=x.dtype)
+    out = self.move(rows, src, dst)
+    return jax.make_array_from_single_device_arrays(
+        shape, placement.replicated(self.stage_meshes[dst]),
+        [s.data for s in out.addressable_shards], dtype=x.dtype)

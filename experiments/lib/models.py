@@ -23,12 +23,14 @@ NUM_BLOCKS = 4
 
 def benchmark_engine(stack: LayerStack, method: str, num_classes: int,
                      input_shape: tuple[int, ...], input_dtype=jnp.float32,
-                     cuts: Sequence[int] | None = None) -> engine_lib.Engine:
-  """`stack` in 4 blocks (at `cuts`, else evenly), trained as `method`."""
+                     cuts: Sequence[int] | None = None,
+                     feedback: str = "chained") -> engine_lib.Engine:
+  """`stack` in 4 blocks (at `cuts`, else evenly), trained as `method`
+  (`feedback`: the mode of bll's feedback network)."""
   edges = blocks.boundaries(len(stack), NUM_BLOCKS, cuts)
   return engine_lib.Engine(
       stack, edges, [blocks.Latent(families.Gaussian())] * (NUM_BLOCKS - 1),
-      method=method, feedback_mode="chained", num_classes=num_classes,
+      method=method, feedback_mode=feedback, num_classes=num_classes,
       input_shape=input_shape, input_dtype=input_dtype, tx=optax.adam(1e-3),
       objective=engine_lib.Objective(feedback_loss="discriminative"))
 
