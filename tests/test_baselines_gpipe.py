@@ -31,12 +31,16 @@ def check_equals_backprop(pipeline_class, spec, micro, full):
   state0 = engine.init(jax.random.key(0), full["inputs"])
   expected, metrics = engine.train_step(state0, full, jax.random.key(1))
   pipe = pipeline_class(engine, _cases.make_mesh(spec, engine))
-  got, loss = pipe.step(pipe.place(state0), micro_batches_of(full, micro),
-                        jax.random.key(1))
+  got, got_metrics = pipe.step(pipe.place(state0),
+                               micro_batches_of(full, micro),
+                               jax.random.key(1))
   # Sums of micro-batch gradients against one sum: float32 round-off
   # (measured below 1e-7 on these states).
   assert _cases.max_diff(got.blocks, expected.blocks) < 1e-6
-  np.testing.assert_allclose(loss, metrics["block3/loss"], rtol=1e-6)
+  assert set(got_metrics) == {"block3/loss", "block3/accuracy"}
+  for name in got_metrics:
+    np.testing.assert_allclose(got_metrics[name], metrics[name], rtol=1e-6,
+                               err_msg=name)
   return pipe
 
 

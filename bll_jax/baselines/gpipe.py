@@ -93,7 +93,8 @@ class GPipe:
     return self._program("forward", s, lambda: fwd)
 
   def backward(self, s):
-    """`(grads, input cotangent)`; the last stage starts from its loss."""
+    """`(grads, input cotangent, (loss, correct))`; the last stage starts
+    from its loss and also counts its weighted correct predictions."""
     last = s == self.num_stages - 1
     engine = self.engine
 
@@ -103,22 +104,25 @@ class GPipe:
       def f(params, h):
         out, _ = self._stage_forward(s, params, stats, h, key)
         if not last:
-          return out
+          return out, jnp.zeros(())
         per_example = task_loss(out, labels, engine.objective.label_smoothing)
+        correct = jnp.sum((jnp.argmax(out, -1) == labels) * weights)
         # This micro-batch's share of the whole batch's weighted mean:
         # `scale` is 1 / max(total weight of the batch, 1).
-        return scale * jnp.sum(per_example * weights)
+        return scale * jnp.sum(per_example * weights), correct
 
       params = tuple(b.params for b in blocks)
       if s == 0:     # nothing upstream needs the input's cotangent
-        value, pull = jax.vjp(lambda p: f(p, h), params)
+        value, pull, correct = jax.vjp(lambda p: f(p, h), params,
+                                       has_aux=True)
         seed = jnp.ones_like(value) if last else cotangent
         (grads,), h_cotangent = pull(seed), None
       else:
-        value, pull = jax.vjp(f, params, h)
+        value, pull, correct = jax.vjp(f, params, h, has_aux=True)
         seed = jnp.ones_like(value) if last else cotangent
         grads, h_cotangent = pull(seed)
-      return grads, h_cotangent, (value if last else jnp.zeros(()))
+      return grads, h_cotangent, ((value, correct) if last
+                                  else (jnp.zeros(()), correct))
 
     return self._program("backward", s, lambda: bwd)
 
@@ -147,8 +151,10 @@ class GPipe:
   def step(self, state: TrainState,
            micro_batches: Sequence[dict[str, Any]], key: jax.Array):
     """One step over `M` micro-batches in the order of :meth:`orders`;
-    returns `(state, loss)`; :attr:`peak_inputs` is then, per stage, the
-    most stage inputs it held at once.
+    returns `(state, metrics)`, the output block's `block<K-1>/loss` and
+    `block<K-1>/accuracy` over the whole batch (weighted means, as the
+    engine's backprop step names them); :attr:`peak_inputs` is then, per
+    stage, the most stage inputs it held at once.
 
     Each tick moves what the stages need first, then runs one pass per
     stage that can start (its input or cotangent was made in an earlier
@@ -168,7 +174,7 @@ class GPipe:
     on = [[None] * num_stages for _ in range(m_total)]
     inputs = [[None] * m_total for _ in range(num_stages)]
     outputs, cotangents, done = {}, {}, set()
-    grads, loss = [None] * num_stages, 0.0
+    grads, loss, correct = [None] * num_stages, 0.0, 0.0
     position, live = [0] * num_stages, [0] * num_stages
     self.peak_inputs = [0] * num_stages
     while any(position[s] < len(orders[s]) for s in range(num_stages)):
@@ -208,7 +214,7 @@ class GPipe:
           if s == num_stages - 1:
             del outputs[(s, m)]           # the loss is taken in its backward
         else:
-          g, cotangent, value = self.backward(s)(
+          g, cotangent, (value, right) = self.backward(s)(
               stages[s], inputs[s][m], moved[s], on[m][s]["labels"],
               on[m][s]["weights"], keys[s], 1.0 / total)
           if s > 0:
@@ -218,7 +224,7 @@ class GPipe:
           grads[s] = g if grads[s] is None else jax.tree.map(jnp.add,
                                                              grads[s], g)
           if s == num_stages - 1:
-            loss = loss + value
+            loss, correct = loss + value, correct + right
       if self.serial:
         jax.block_until_ready((stages, outputs, cotangents, grads))
       for s, kind, m in ready:
@@ -229,4 +235,6 @@ class GPipe:
       updated = self.apply(s)(stages[s], grads[s])
       for k, b in zip(blocks, updated):
         new_blocks[k] = b
-    return TrainState(state.step + 1, tuple(new_blocks), state.feedback), loss
+    out = f"block{self.engine.num_blocks - 1}"
+    metrics = {f"{out}/loss": loss, f"{out}/accuracy": correct / total}
+    return TrainState(state.step + 1, tuple(new_blocks), state.feedback), metrics

@@ -32,7 +32,8 @@ RESUMABLE = frozenset({
     "workdir", "resume", "progress", "log_every_steps",
     "checkpoint_every_steps", "keep_checkpoints", "eval_batch_size",
     "dataset.data_dir", "distributed", "coordinator_address",
-    "num_processes", "process_id", "mesh", "pipeline", "step_mode"})
+    "num_processes", "process_id", "mesh", "pipeline", "step_mode",
+    "micro_batches"})
 # The run's length: resumable under a constant learning rate only.
 LENGTH = frozenset({"epochs", "steps"})
 

@@ -82,7 +82,7 @@ LR_SCHEDULES = ("constant", "cosine", "triangular")
 TEMPERATURE_CALIBRATIONS = ("none", "init")
 STEP_MODES = ("fused", "per_block")
 SCHEDULES = ("sync", "pipelined")
-PIPELINES = ("auto", "mpmd", "spmd")
+PIPELINES = ("auto", "mpmd", "spmd", "gpipe", "1f1b")
 
 F = Field
 FIELDS: tuple[Field, ...] = (
@@ -222,7 +222,11 @@ FIELDS: tuple[Field, ...] = (
     F("mesh", "", "\"data=D,block=B\"; \"\" = all devices on data"),
     F("schedule", "sync", "sync | pipelined (bll_jax.parallel.schedule)",
       SCHEDULES),
-    F("pipeline", "auto", "the pipelined runner", PIPELINES),
+    F("pipeline", "auto", "the pipelined runner: auto | mpmd | spmd "
+      "(block-local, schedule pipelined); gpipe | 1f1b (method bp)",
+      PIPELINES),
+    F("micro_batches", 4, "gpipe | 1f1b: micro-batches per step",
+      bound="at_least_one"),
     F("feedback_lag", 0, "pipelined (mpmd): blocks see the feedback of L "
       "updates ago", bound="non_negative"),
     F("distributed", False, "call jax.distributed.initialize() first"),

@@ -31,7 +31,7 @@ from bll_jax.parallel.mpmd import MpmdRunner
 from bll_jax.parallel.schedule import SCHEDULES
 from bll_jax.parallel.spmd import SpmdRunner
 
-PIPELINES = ("auto", "mpmd", "spmd")
+PIPELINES = ("auto", "mpmd", "spmd", "gpipe", "1f1b")
 STEP_MODES = ("fused", "per_block")
 
 
@@ -46,6 +46,8 @@ class RunnerSpec:
     step_mode: on one stage, "fused" (the engine's one-program step) or
       "per_block" (the per-block steps of the tick plan).
     feedback_lag: `L` of the pipelined schedule (MPMD only).
+    micro_batches: `M` of the backprop pipelines (`gpipe`, `1f1b`: the
+      peers in `bll_jax.baselines`, method bp).
   """
 
   mesh: str = ""
@@ -53,6 +55,7 @@ class RunnerSpec:
   pipeline: str = "auto"
   step_mode: str = "fused"
   feedback_lag: int = 0
+  micro_batches: int = 4
 
 
 class Runner(Protocol):
@@ -84,6 +87,14 @@ class Runner(Protocol):
                 on_step: Callable[[], None] | None = None): ...
 
 
+def mesh_of(engine, spec: RunnerSpec,
+            devices: Sequence[jax.Device] | None = None):
+  """The `(data, block)` mesh `spec.mesh` asks for (checked against the
+  engine's blocks and the devices; one-line `ValueError` otherwise)."""
+  return mesh_lib.make_mesh(mesh_lib.MeshSpec.parse(spec.mesh),
+                            engine.num_blocks, devices)
+
+
 def make_runner(engine, spec: RunnerSpec, batch_size: int | None = None,
                 devices: Sequence[jax.Device] | None = None) -> Runner:
   """The runner of `spec` for `engine` (everything checked, nothing run).
@@ -107,12 +118,14 @@ def make_runner(engine, spec: RunnerSpec, batch_size: int | None = None,
   if spec.step_mode not in STEP_MODES:
     raise ValueError(f"step_mode must be one of {list(STEP_MODES)}, got "
                      f"{spec.step_mode!r}")
-  mesh = mesh_lib.make_mesh(mesh_lib.MeshSpec.parse(spec.mesh),
-                            engine.num_blocks, devices)
+  mesh = mesh_of(engine, spec, devices)
   data = mesh.shape["data"]
   if batch_size is not None and batch_size % data:
     raise ValueError(f"batch_size {batch_size} must be divisible by the "
                      f"mesh's data axis ({data})")
+  if spec.pipeline in ("gpipe", "1f1b"):
+    raise ValueError(f"pipeline {spec.pipeline!r} is a backprop peer: "
+                     "bll_jax.baselines.make_runner builds it")
   if spec.schedule == "pipelined":
     schedule_lib.check_pipelined(engine)
     from bll_jax.parallel import spmd
@@ -129,4 +142,5 @@ def make_runner(engine, spec: RunnerSpec, batch_size: int | None = None,
 
 
 __all__ = ["PIPELINES", "STEP_MODES", "MpmdRunner", "Runner", "RunnerSpec",
+           "mesh_of",
            "SpmdRunner", "make_runner"]

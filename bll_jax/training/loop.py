@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from bll_jax import config as config_lib
 from bll_jax import engine as engine_lib
+from bll_jax import baselines
 from bll_jax import parallel
 from bll_jax.config import ConfigError
 from bll_jax.training import build
@@ -80,7 +81,8 @@ def runner_spec(config) -> parallel.RunnerSpec:
   """The device layout a config asks for."""
   return parallel.RunnerSpec(
       mesh=config.mesh, schedule=config.schedule, pipeline=config.pipeline,
-      step_mode=config.step_mode, feedback_lag=int(config.feedback_lag))
+      step_mode=config.step_mode, feedback_lag=int(config.feedback_lag),
+      micro_batches=int(config.micro_batches))
 
 
 def prepare(config) -> Run:
@@ -100,13 +102,14 @@ def prepare(config) -> Run:
       total = min(total, int(resolved.steps))
     engine = build.make_engine(resolved, dataset.info, steps_per_epoch, total)
     spec, batch_size = runner_spec(resolved), int(resolved.batch_size)
-    runner = parallel.make_runner(engine, spec, batch_size)    # all checked
+    # All checked; the backprop pipelines (gpipe, 1f1b) are the peers'.
+    runner = baselines.make_runner(engine, spec, batch_size)
     if resolved.temperature_calibration == "init":
       engine = build.make_engine(
           resolved, dataset.info, steps_per_epoch, total,
           temperature=calibrated_temperatures(resolved, dataset, engine,
                                               runner.data_replicas))
-      runner = parallel.make_runner(engine, spec, batch_size)
+      runner = baselines.make_runner(engine, spec, batch_size)
   except (ValueError, FileNotFoundError, ImportError) as e:
     raise ConfigError(str(e).splitlines()[0] if str(e) else repr(e)) from e
   return Run(resolved, dataset, engine, steps_per_epoch, total, runner)
