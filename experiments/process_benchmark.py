@@ -14,7 +14,12 @@ per second of:
 4. backprop GPipe, B workers, M = 1, 2, 4, 8 micro-batches per step, and
    backprop 1F1B at the largest M (the same passes, fewer stage inputs
    held: `peak_stage_inputs`);
-5. the all-cores baseline: one unpinned process, XLA using every core.
+5. the all-cores baseline: one unpinned process, XLA using every core;
+6. the machine's ceiling: B workers each training its own copy of the
+   network (backprop, and block-local's fused step) at the same time,
+   nothing exchanged. No B-worker method can beat it; where it is below
+   B x one worker, the cores share something (memory bandwidth, caches, a
+   host's physical core) that no schedule can give back.
 
 For each: time per step (per micro-batch), the share of a tick spent moving
 one activation between workers, the bubble fraction, and each worker's peak
@@ -112,6 +117,34 @@ def measure_single(model: str, repeats: int) -> dict:
   }
 
 
+def measure_independent(model: str, repeats: int,
+                        window_s: float = 2.0) -> dict:
+  """Every worker trains its own copy of `model` (its own device, nothing
+  exchanged) for the same `window_s` seconds, all at once: seconds per
+  backprop step and per block-local fused step (the best window of
+  `repeats`)."""
+  device = jax.local_devices()[0]
+  result = {}
+  for method in ("bp", "bll"):
+    engine, batch = build(model, method)
+    key = jax.device_put(jax.random.key(0), device)
+    b = jax.device_put(batch(0), device)
+    state = jax.device_put(engine.init(key, b["inputs"]), device)
+    step = lambda: engine.train_step(state, b, key)[1]
+    jax.block_until_ready(step())                  # compile
+    best = float("inf")
+    for r in range(repeats):
+      barrier(f"independent-{method}-{r}")
+      calls, start = 0, time.perf_counter()
+      while time.perf_counter() - start < window_s:
+        jax.block_until_ready(step())
+        calls += 1
+      best = min(best, (time.perf_counter() - start) / calls)
+      barrier(f"independent-{method}-{r}-end")
+    result["bp_step_s" if method == "bp" else "bll_fused_step_s"] = best
+  return result
+
+
 def barrier(name: str) -> None:
   """Every worker waits here for the others (nothing with one process)."""
   if jax.process_count() > 1:
@@ -166,12 +199,12 @@ def measure_pipelined(engine, batch, state, m: int, repeats: int) -> dict:
     memory.reset_peak_rss()
     with memory.LiveBytes() as live:
       jax.block_until_ready(run(b, m))
-    steady = (times[(b, 2 * m)] - times[(b, m)]) / m
+    steady, resolved = steady_tick(times[(b, m)], times[(b, 2 * m)], m, b)
     record = {
         "micro_batches": 2 * m, "ticks": 2 * m + b - 1,
         "seconds": times[(b, 2 * m)],
-        # The fill and drain cancel in the difference: the steady tick.
         "steady_tick_s": steady,
+        "steady_resolved": resolved,
         "bubble_fraction": schedule.bubble_fraction(2 * m, b),
         "examples_per_second": 2 * m * mb / times[(b, 2 * m)],
         "steady_examples_per_second": mb / steady,
@@ -185,6 +218,23 @@ def measure_pipelined(engine, batch, state, m: int, repeats: int) -> dict:
   result.update(measure_transfer(runners[workers], engine, state, batch(0),
                                  repeats))
   return result
+
+
+def steady_tick(t_m: float, t_2m: float, m: int, stages: int
+                ) -> tuple[float, bool]:
+  """Seconds per tick once the pipeline is full, and whether the timing
+  resolved it.
+
+  A stream of `n` micro-batches takes `n + stages - 1` ticks, so the fill
+  and drain cancel in `(t_2m - t_m) / m`. Where the two times are within
+  the machine's noise (a tiny model, one repeat) that difference can be
+  zero or negative; then the whole run's `t_2m / (2m + stages - 1)` (fill
+  and drain included: an upper bound) is reported, flagged unresolved.
+  """
+  steady = (t_2m - t_m) / m
+  if steady > 0:
+    return steady, True
+  return t_2m / (2 * m + stages - 1), False
 
 
 def measure_transfer(runner, engine, state, batch, repeats: int) -> dict:
@@ -243,8 +293,8 @@ def worker(argv) -> int:
   parser = argparse.ArgumentParser()
   parser.add_argument("--model", required=True)
   parser.add_argument("--mode", required=True,
-                      choices=("single", "bll", "bll_owned", "gpipe",
-                               "1f1b"))
+                      choices=("single", "independent", "bll", "bll_owned",
+                               "gpipe", "1f1b"))
   parser.add_argument("--m", type=int, default=8)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--out", required=True)
@@ -253,6 +303,8 @@ def worker(argv) -> int:
             "processes": jax.process_count()}
   if args.mode == "single":
     result.update(measure_single(args.model, args.repeats))
+  elif args.mode == "independent":
+    result.update(measure_independent(args.model, args.repeats))
   else:
     # bll: the chained feedback replicated on every stage, all-reduced every
     # tick; bll_owned: chained_local, each stage owning its blocks' layers.
@@ -337,6 +389,9 @@ def main(argv=None):
   for model in args.models.split(","):
     print(f"{model}: one worker ...", flush=True)
     r = {"single": run_workers(1, model, "single", 1, args.repeats, workdir)}
+    print(f"{model}: {args.workers} independent copies ...", flush=True)
+    r["independent"] = run_workers(args.workers, model, "independent", 1,
+                                   args.repeats, workdir)
     print(f"{model}: block-local pipelined on {args.workers} workers and on "
           "one ...", flush=True)
     r["bll_pipelined"] = run_workers(args.workers, model, "bll",
@@ -391,6 +446,9 @@ def markdown(report: dict, workers: int) -> str:
            "every 2 ms), and its peak resident set during the timed runs "
            "(after compilation; mostly the runtime and compiled code).", ""]
   mib = lambda v: ", ".join(f"{x:.0f}" for x in v)
+  # A steady tick the timing could not resolve: the whole run's mean tick.
+  noisy = lambda r: ("" if r.get("steady_resolved", True) else
+                     " (unresolved: mean tick, fill and drain included)")
   both = lambda r: f"{', '.join(f'{x:.1f}' for x in r['live_mib'])} | " + mib(
       r["max_rss_mib"])
   for model, r in report["results"].items():
@@ -404,10 +462,10 @@ def markdown(report: dict, workers: int) -> str:
          "-", "-", "- | -"),
         ("block-local, 1 worker, fused step", mb / single["bll_fused_step_s"],
          single["bll_fused_step_s"], "-", "-", "- | -"),
-        ("block-local pipelined, 1 worker (same program)",
+        ("block-local pipelined, 1 worker (same program)" + noisy(one),
          one["steady_examples_per_second"], one["steady_tick_s"], "-", "-",
          both(one)),
-        (f"block-local pipelined, {workers} workers (steady)",
+        (f"block-local pipelined, {workers} workers (steady)" + noisy(bll),
          bll["steady_examples_per_second"], bll["steady_tick_s"],
          f"{bll['transfer_s'] / bll['steady_tick_s']:.2f}",
          f"{bll['bubble_fraction']:.2f} (once per stream)", both(bll)),
@@ -416,11 +474,12 @@ def markdown(report: dict, workers: int) -> str:
     if owned:
       one_owned = r["bll_owned_pipelined_1"]
       rows += [
-          ("block-local pipelined, owned feedback, 1 worker (same program)",
+          ("block-local pipelined, owned feedback, 1 worker (same program)"
+           + noisy(one_owned),
            one_owned["steady_examples_per_second"],
            one_owned["steady_tick_s"], "-", "-", both(one_owned)),
           (f"block-local pipelined, owned feedback, {workers} workers "
-           "(steady)", owned["steady_examples_per_second"],
+           "(steady)" + noisy(owned), owned["steady_examples_per_second"],
            owned["steady_tick_s"],
            f"{owned['transfer_s'] / owned['steady_tick_s']:.2f}",
            f"{owned['bubble_fraction']:.2f} (once per stream)", both(owned)),
@@ -441,6 +500,14 @@ def markdown(report: dict, workers: int) -> str:
                      g["examples_per_second"], g["time_per_micro_batch_s"],
                      f"{share:.2f}", f"{g['bubble_fraction']:.2f} (every "
                      "step)", both(g)))
+    ceiling = r.get("independent")
+    if ceiling:
+      for name, label in (("bp_step_s", "backprop"),
+                          ("bll_fused_step_s", "block-local fused")):
+        rows.append((f"{label}, {workers} independent copies at once "
+                     "(the machine's ceiling)",
+                     workers * mb / ceiling[name], ceiling[name] / workers,
+                     "-", "-", "- | " + mib(ceiling["max_rss_mib"])))
     rows.append(("backprop, 1 process, all cores",
                  mb / r["all_cores"]["bp_step_s"],
                  r["all_cores"]["bp_step_s"], "-", "-", "- | -"))
@@ -473,6 +540,15 @@ def markdown(report: dict, workers: int) -> str:
           f"its own program on one worker (target 1.9x), "
           f"{owned['steady_examples_per_second'] / all_cores:.2f}x the best "
           f"one-process run using every core (target 1.8x).")
+    ceiling_line = ""
+    if ceiling:
+      ceiling_line = (
+          f" The machine's ceiling for {workers} workers ({workers} "
+          "independent copies, nothing exchanged, over one alone): "
+          f"{workers * single['bp_step_s'] / ceiling['bp_step_s']:.2f}x "
+          "for backprop's step, "
+          f"{workers * single['bll_fused_step_s'] / ceiling['bll_fused_step_s']:.2f}x "
+          "for block-local's fused step.")
     lines += ["",
               f"Block-local pipelined, {workers} workers over 1 worker: "
               f"{speedup:.2f}x the same program ({in_turn:.2f}x the blocks in "
@@ -484,7 +560,8 @@ def markdown(report: dict, workers: int) -> str:
               f"{pred['bll']:.0f}, GPipe (M={tried[-1]}) {pred['gpipe']:.0f} "
               f"examples/s; "
               f"measured {bll['steady_examples_per_second']:.0f} and "
-              f"{r[f'gpipe_m{tried[-1]}']['examples_per_second']:.0f}.", "",
+              f"{r[f'gpipe_m{tried[-1]}']['examples_per_second']:.0f}."
+              f"{ceiling_line}", "",
               "| workers | " + " | ".join(r["cost_model"]) + " |",
               "| --- |" + " --- |" * len(r["cost_model"]),
               "| block-local (model) | " + " | ".join(

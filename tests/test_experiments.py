@@ -66,7 +66,8 @@ def test_process_benchmark_runs_every_configuration(tmp_path):
   assert one["ticks"] == 8 and gpipe["micro_batches"] == 2
   owned = r["bll_owned_pipelined"]        # the feedback owned by the stages
   assert owned["processes"] == 2 and owned["ticks"] == bll["ticks"]
-  assert r["bll_owned_pipelined_1"]["steady_tick_s"] > 0
+  for run in (bll, one, owned, r["bll_owned_pipelined_1"]):
+    assert run["steady_tick_s"] > 0 and isinstance(run["steady_resolved"], bool)
   for run in (bll, gpipe):
     assert len(run["live_mib"]) == len(run["max_rss_mib"]) == 2
     assert all(v > 0 for v in run["live_mib"] + run["max_rss_mib"])
@@ -76,12 +77,61 @@ def test_process_benchmark_runs_every_configuration(tmp_path):
     assert all(single[name] > 0 for name in (
         "bp_step_s", "bp_forward_s", "bll_fused_step_s", "bll_in_turn_step_s"))
   assert r["single"]["processes"] == 1
+  ceiling = r["independent"]                      # nothing exchanged
+  assert ceiling["processes"] == 2 and len(ceiling["max_rss_mib"]) == 2
+  assert ceiling["bp_step_s"] > 0 and ceiling["bll_fused_step_s"] > 0
   assert set(r["cost_model"]) == {"1", "2", "4", "8", "16", "32", "64"}
   text = (tmp_path / "process_benchmark.md").read_text()
   assert "block-local pipelined, 2 workers" in text and "GPipe" in text
   assert "block-local pipelined, owned feedback, 2 workers" in text
   assert "backprop 1F1B, 2 workers, M=2" in text
+  assert "backprop, 2 independent copies at once" in text
+  assert "The machine's ceiling for 2 workers" in text
   assert (tmp_path / "throughput.png").stat().st_size > 1000
+
+
+def test_steady_tick_cancels_fill_and_drain_or_says_it_could_not():
+  from experiments.process_benchmark import steady_tick
+  # 2 stages, 0.1 s a tick: 4 micro-batches in 5 ticks, 8 in 9.
+  assert steady_tick(0.5, 0.9, 4, 2) == pytest.approx((0.1, True))
+  # Noise larger than 4 ticks: the mean tick of the longer run, flagged.
+  assert steady_tick(0.9, 0.9, 4, 2) == pytest.approx((0.1, False))
+
+
+def test_time_to_accuracy_trains_each_method_in_its_workers(tmp_path):
+  """The short form of `python -m experiments.time_to_accuracy`: 2 epochs of
+  400 examples, the owned-feedback pipeline and 1F1B on 2 launched
+  workers; what it reports is checked for shape and sense, not speed."""
+  out = run_module("time_to_accuracy", "--models", "cnn-mnist1d",
+                   "--methods", "bll-owned-2,bp-1f1b-2", "--set",
+                   "--epochs 2 --dataset.train-examples 400",
+                   "--out", str(tmp_path))
+  assert out.returncode == 0, out.stderr[-3000:]
+  report = json.loads((tmp_path / "time_to_accuracy.json").read_text())
+  cnn = report["results"]["cnn-mnist1d"]
+  assert set(cnn["methods"]) == {"bll-owned-2", "bp-1f1b-2"}
+  for row in cnn["methods"].values():
+    assert row["workers"] == 2 and len(row["curve"]) == 2
+    (s1, a1), (s2, a2) = row["curve"]
+    assert 0 < s1 < s2 and 0 <= a1 <= 1 and 0 <= a2 <= 1
+    assert row["final_test_accuracy"] == a2 and row["examples_per_second"] > 0
+    reached = [s for s, a in row["curve"] if a >= cnn["target"]]
+    assert row["time_to_target_s"] == (reached[0] if reached else None)
+  text = (tmp_path / "time_to_accuracy.md").read_text()
+  assert "| backprop 1F1B (M=4), 2 workers | 2 |" in text
+  assert (tmp_path / "cnn-mnist1d.png").stat().st_size > 1000
+
+
+def test_time_to_target_is_the_first_epoch_end_at_the_target():
+  from experiments import time_to_accuracy as tta
+  summary = {"history": [{"train_seconds": 2.0, "test/accuracy": 0.5},
+                         {"train_seconds": 3.0, "test/accuracy": 0.9},
+                         {"train_seconds": 1.0, "test/accuracy": 0.8}]}
+  points = tta.curve(summary)
+  assert points == [(2.0, 0.5), (5.0, 0.9), (6.0, 0.8)]
+  assert tta.time_to(points, 0.9) == 5.0 and tta.time_to(points, 0.95) is None
+  with pytest.raises(SystemExit):
+    tta.main(["--methods", "bp-3"])
 
 
 def test_sweep_trains_and_make_table_reads_the_run(tmp_path):
