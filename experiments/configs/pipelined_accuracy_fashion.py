@@ -1,6 +1,6 @@
 """Accuracy under the pipelined schedule: the Fashion-MNIST MLP (4 blocks).
 
-    JAX_NUM_CPU_DEVICES=2 python -m experiments.sweep pipelined_accuracy_fashion
+    JAX_NUM_CPU_DEVICES=4 python -m experiments.sweep pipelined_accuracy_fashion
 """
 
 from experiments.configs import pipelined_accuracy
