@@ -19,8 +19,12 @@ method's whole step, measured on one worker):
   features]` message per tick, gradients reduced over a stage's replicas
   only);
 
-with `X(b) = alpha + b / beta`, the ring all-reduce
-`AR(b, n) = 2 (n - 1) / n b / beta + 2 (n - 1) alpha`, `P` backprop's
+with `X(b) = alpha + b / beta`, the all-reduce
+`AR(b, n) = 2 (n - 1) / n b / beta + min(2 (n - 1), 2 ceil(log2 n)) alpha`
+(a ring's bytes, the fewer of a ring's and a tree's latencies; its
+latency paid once per parameter array on this machine, where gloo under
+XLA's CPU backend reduces each array as its own collective, and once per
+all-reduce over published links, where XLA buckets the gradients), `P` backprop's
 parameter bytes, `P_bll` the block-local blocks', `F` the feedback
 network's, `A` the bytes of one example's activation at a stage boundary
 (`A_1` its features) and `gamma >= 1` the slow-down of compute when every
@@ -44,12 +48,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 import jax
 import numpy as np
 
-from bll_jax import config as config_lib
 from bll_jax import training
+from bll_jax.config import flags as flags_lib
 from experiments import time_to_accuracy as tta
 from experiments.lib import results as results_lib
 
@@ -57,7 +62,8 @@ from experiments.lib import results as results_lib
 LINKS = {
     "this machine (fitted)": None,
     "InfiniBand NDR, 400 Gb/s per device": (50e9, 5e-6),
-    "TPU v5p ICI, 4 800 Gb/s per chip": (600e9, 2e-6),
+    # Google's figure for all of a chip's ICI links together: a bound.
+    "TPU v5p ICI, 4,800 Gb/s per chip": (600e9, 2e-6),
     "NVLink 4 (H100), 450 GB/s per direction": (450e9, 2e-6),
 }
 DEVICES = (8, 64, 512)
@@ -73,7 +79,7 @@ def sizes(flags: list[str]) -> dict:
   """Parameter and activation bytes of a `time_to_accuracy` model."""
   out = {}
   for method in ("bp", "bll"):
-    cfg, _, _ = config_lib.config_from_args([*flags, "--method", method,
+    cfg, _, _ = flags_lib.config_from_args([*flags, "--method", method,
                                              "--progress", "false"])
     run = training.prepare(cfg)
     engine = run.engine
@@ -82,9 +88,12 @@ def sizes(flags: list[str]) -> dict:
     params = [b.params for b in state.blocks]
     if method == "bp":
       out["P"] = tree_bytes(params)
+      out["P_arrays"] = len(jax.tree.leaves(params))
       continue
     out["P_bll"] = tree_bytes(params)
+    out["P_bll_arrays"] = len(jax.tree.leaves(params))
     out["F"] = tree_bytes(state.feedback.params)
+    out["F_arrays"] = len(jax.tree.leaves(state.feedback.params))
     outs = jax.eval_shape(
         lambda s, x: engine.forward(tuple(b.params for b in s.blocks),
                                     [b.batch_stats for b in s.blocks], x,
@@ -98,33 +107,47 @@ def sizes(flags: list[str]) -> dict:
 
 
 def ring(nbytes: float, n: int) -> tuple[float, float]:
-  """`(latency count, bytes on the wire)` of a ring all-reduce over `n`."""
+  """`(latency count, bytes on the wire)` of an all-reduce over `n`: a
+  ring's bytes, `2 (n - 1) / n b`, and the fewer of a ring's `2 (n - 1)`
+  and a tree's `2 ceil(log2 n)` latencies (what NCCL picks between; the
+  generous choice for data-parallel backprop at scale)."""
   if n <= 1:
     return 0.0, 0.0
-  return 2.0 * (n - 1), 2.0 * (n - 1) / n * nbytes
+  return (float(min(2 * (n - 1), 2 * math.ceil(math.log2(n)))),
+          2.0 * (n - 1) / n * nbytes)
 
 
 def terms(method: str, size: dict, tau: float, batch: int, n: int,
-          stages: int, micro: int = 4) -> tuple[float, float, float]:
+          stages: int, micro: int = 4, per_array: bool = True
+          ) -> tuple[float, float, float]:
   """`(compute seconds, latency count, bytes)` of one step: the
-  coefficients of `(gamma, alpha, 1 / beta)`."""
+  coefficients of `(gamma, alpha, 1 / beta)`. `per_array`: every
+  parameter array all-reduced as its own collective (what this machine's
+  runtime, gloo under XLA's CPU backend, measured); else one collective
+  per all-reduce (gradients bucketed, as XLA combines them on GPUs and
+  TPUs)."""
+  def reduce(nbytes: float, over: int, arrays: str) -> tuple[float, float]:
+    count, wire = ring(nbytes, over)
+    return count * (size.get(arrays, 1) if per_array else 1), wire
+
   if method.startswith("bp-dp") or method in ("bp-1", "bll-1"):
-    count, nbytes = ring(size["P"], n) if method.startswith("bp-dp") else (
-        0.0, 0.0)
+    count, nbytes = (reduce(size["P"], n, "P_arrays")
+                     if method.startswith("bp-dp") else (0.0, 0.0))
     return tau * batch / n, count, nbytes
   d = n // stages
   per_replica = batch / d
   if method.startswith(("bp-gpipe", "bp-1f1b")):
     ticks = micro + stages - 1
-    count, nbytes = ring(size["P"] / stages, d)
+    count, nbytes = reduce(size["P"] / stages, d, "P_arrays")
     return (REMAT * tau * per_replica / stages * ticks / micro,
             2 * ticks + count,
             2 * ticks * size["A"] * per_replica / micro + nbytes)
   a = size["A_2_stages"] if stages == 2 else size["A"]
   if method == "bll-2":                 # the feedback replicated everywhere
-    count, nbytes = ring(size["F"], n)
+    count, nbytes = reduce(size["F"], n, "F_arrays")
   else:                                 # owned: a message and its replicas
-    count, nbytes = ring((size["P_bll"] + size["F"]) / stages, d)
+    count, nbytes = reduce((size["P_bll"] + size["F"]) / stages, d,
+                           "P_bll_arrays")
     count, nbytes = count + 1, nbytes + size["classes"] * a
   return tau * per_replica / stages, 1 + count, a * per_replica + nbytes
 
@@ -171,12 +194,30 @@ def examples_to_target(row: dict, target: float) -> float | None:
   return None
 
 
+def to_target(method: str, methods: dict, size: dict, target: float,
+              n: int, per_array: bool = False
+              ) -> tuple[float, float, float] | None:
+  """`(compute, latency count, bytes)` summed over the steps `method`
+  needs to reach `target` on `n` devices: its predicted seconds are
+  `gamma c + alpha l + b / beta`. None: the target never reached."""
+  row = methods[method]
+  one = methods["bll-1" if method.startswith("bll") else "bp-1"]
+  tau = one["train_seconds"] / (one["steps"] * one["batch_size"])
+  examples = examples_to_target(row, target)
+  if examples is None:
+    return None
+  # Weak scaling: each device keeps the 2-worker run's share.
+  batch = row["batch_size"] * n // 2
+  stages = 1 if method.startswith("bp-dp") else STAGES
+  return tuple(examples / batch * x for x in terms(
+      method, size, tau, batch, n, stages, per_array=per_array))
+
+
 def extrapolate(report: dict, sizes_of: dict, machine: dict) -> dict:
   """Predicted seconds to target per model, link, device count, method."""
   out = {}
   for model, r in report["results"].items():
-    methods, target = r["methods"], r["target"]
-    per_model = {}
+    methods, per_model = r["methods"], {}
     for link, spec in LINKS.items():
       beta, alpha = ((machine["beta_bytes_per_s"], machine["alpha_s"])
                      if spec is None else spec)
@@ -187,19 +228,52 @@ def extrapolate(report: dict, sizes_of: dict, machine: dict) -> dict:
         for method, row in methods.items():
           if row["workers"] != 2:
             continue
-          one = methods["bll-1" if method.startswith("bll") else "bp-1"]
-          tau = one["train_seconds"] / (one["steps"] * one["batch_size"])
-          examples = examples_to_target(row, target)
-          # Weak scaling: each device keeps the 2-worker run's share.
-          batch = row["batch_size"] * n // 2
-          stages = 1 if method.startswith("bp-dp") else STAGES
-          compute, count, nbytes = terms(method, sizes_of[model], tau, batch,
-                                         n, stages)
-          step = gamma * compute + alpha * count + nbytes / beta
-          per_n[method] = (None if examples is None
-                           else examples / batch * step)
+          sums = to_target(method, methods, sizes_of[model], r["target"], n,
+                           per_array=spec is None)
+          per_n[method] = None if sums is None else (
+              gamma * sums[0] + alpha * sums[1] + sums[2] / beta)
         per_link[str(n)] = per_n
       per_model[link] = per_link
+    out[model] = per_model
+  return out
+
+
+def crossover(report: dict, sizes_of: dict, alpha: float = 5e-6) -> dict:
+  """Per model and device count: the link bandwidth (bytes/s) at which
+  block-local (the faster of its two feedback modes) and data-parallel
+  backprop reach the target at the same time, and on which side
+  block-local is ahead.
+
+  Both times are `C + K / beta` (`C`: compute and latency, `K`: bytes), so
+  the crossing is exact: `beta* = (K_bll - K_dp) / (C_dp - C_bll)`.
+  Returns `{model: {n: {"method", "beta", "ahead"}}}`, `ahead` one of
+  "above" (block-local ahead on links faster than `beta`), "below",
+  "always", "never", or None where a method never reached the target.
+  """
+  out = {}
+  for model, r in report["results"].items():
+    methods, per_model = r["methods"], {}
+    for n in DEVICES:
+      def line(method):
+        sums = to_target(method, methods, sizes_of[model], r["target"], n)
+        return None if sums is None else (sums[0] + alpha * sums[1], sums[2])
+      dp = line("bp-dp-2") if "bp-dp-2" in methods else None
+      bll = {m: line(m) for m in ("bll-2", "bll-owned-2") if m in methods}
+      bll = {m: v for m, v in bll.items() if v is not None}
+      if dp is None or not bll:
+        per_model[str(n)] = None
+        continue
+      # The faster block-local mode on fast links (ties: fewer bytes).
+      method = min(bll, key=lambda m: bll[m])
+      (c_b, k_b), (c_d, k_d) = bll[method], dp
+      if c_b <= c_d and k_b <= k_d:
+        ahead, beta = "always", None
+      elif c_b >= c_d and k_b >= k_d:
+        ahead, beta = "never", None
+      else:
+        beta = (k_b - k_d) / (c_d - c_b)
+        ahead = "above" if c_b < c_d else "below"
+      per_model[str(n)] = {"method": method, "beta": beta, "ahead": ahead}
     out[model] = per_model
   return out
 
@@ -234,6 +308,22 @@ def markdown(result: dict) -> str:
                            else f"{per_n[k]:.1f}" for k in methods)
         lines.append(f"| {link} | {n} | {cells} | {best} |")
     lines.append("")
+    cross = result.get("crossover", {}).get(model)
+    if cross:
+      lines += [f"Block-local against data-parallel backprop on {model} "
+                "(links of 5 us latency; compute as above):", ""]
+      for n, c in cross.items():
+        if c is None:
+          lines.append(f"* {n} devices: one of them never reached the "
+                       "target.")
+        elif c["ahead"] in ("always", "never"):
+          lines.append(f"* {n} devices: {c['method']} is {c['ahead']} "
+                       "ahead, at any bandwidth.")
+        else:
+          side = "faster" if c["ahead"] == "above" else "slower"
+          lines.append(f"* {n} devices: {c['method']} ahead on links "
+                       f"{side} than {c['beta'] / 1e9:.3g} GB/s.")
+      lines.append("")
   return "\n".join(lines)
 
 
@@ -255,7 +345,8 @@ def main(argv=None):
   machine = fit(rows)
   result = {"source": args.measured, "cpu": report["machine"]["cpu"],
             "sizes": sizes_of, "machine": machine, "fit": rows,
-            "predicted": extrapolate(report, sizes_of, machine)}
+            "predicted": extrapolate(report, sizes_of, machine),
+            "crossover": crossover(report, sizes_of)}
   text = markdown(result)
   results_lib.write_report(args.out, "cost_model", result, text)
   print(text)

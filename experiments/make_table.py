@@ -11,7 +11,8 @@ goes the prose of `experiments/notes/<experiment>.md`. Plots go to
 `experiments/results/plots/`: learning curves (test accuracy per epoch) and
 each block's own accuracy by depth, and for the sweeps over the number of
 blocks (`by_blocks`) the metric against K. The tables of
-`python -m experiments.authors_recipe` are appended. Runs written before the
+`python -m experiments.authors_recipe`, and the time-to-accuracy report and
+its cost model (`experiments/results/time_to_accuracy/`), are appended. Runs written before the
 configs were overrides (with `argv` instead of `overrides`) read the same.
 """
 
@@ -344,9 +345,33 @@ def main(argv=None):
     for path in authors:
       with open(path) as f:
         lines += [f.read().strip(), ""]
+  lines += time_to_accuracy(args.results, os.path.dirname(args.out))
   with open(args.out, "w") as f:
     f.write("\n".join(lines) + "\n")
   print(f"wrote {args.out}")
+
+
+def time_to_accuracy(results: str, out_dir: str) -> list[str]:
+  """The reports of `python -m experiments.time_to_accuracy` and
+  `python -m experiments.cost_model`, with the curves, where they exist."""
+  folder = os.path.join(results, "time_to_accuracy")
+  lines = []
+  for name, title, command in (
+      ("time_to_accuracy", "Time to accuracy on 2 workers",
+       "python -m experiments.time_to_accuracy"),
+      ("cost_model", "Time to accuracy: the cost model, fitted and "
+       "extrapolated", "python -m experiments.cost_model")):
+    path = os.path.join(folder, f"{name}.md")
+    if not os.path.exists(path):
+      continue
+    with open(path) as f:
+      lines += [f"## {title}", "", f"From `{command}`.", "", f.read().strip(),
+                ""]
+    if name == "time_to_accuracy":
+      for png in sorted(glob.glob(os.path.join(folder, "*.png"))):
+        stem = os.path.splitext(os.path.basename(png))[0]
+        lines += [f"![{stem}]({os.path.relpath(png, out_dir)})", ""]
+  return lines
 
 
 if __name__ == "__main__":

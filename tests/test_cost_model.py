@@ -12,9 +12,10 @@ SIZE = {"P": 4_000_000, "P_bll": 4_400_000, "F": 1_000_000, "A": 8_000,
 
 def test_terms_are_the_documented_formulas():
   tau, g = 1e-3, 128
-  # Data-parallel backprop on 8: a ring all-reduce of P.
+  # Data-parallel backprop on 8: an all-reduce of P (a ring's bytes, a
+  # tree's 2 log2 8 latencies).
   assert cost_model.terms("bp-dp-2", SIZE, tau, g, 8, 1) == pytest.approx(
-      (tau * g / 8, 14, 2 * 7 / 8 * SIZE["P"]))
+      (tau * g / 8, 6, 2 * 7 / 8 * SIZE["P"]))
   # GPipe, 4 stages x 2 replicas, M = 4: 7 ticks each way, remat 4/3.
   compute, count, nbytes = cost_model.terms("bp-gpipe-2", SIZE, tau, g, 8, 4)
   assert compute == pytest.approx(4 / 3 * tau * 64 / 4 * 7 / 4)
@@ -34,6 +35,8 @@ def test_terms_are_the_documented_formulas():
   assert (count, nbytes) == pytest.approx((1 + 2, SIZE["A_2_stages"] * g
                                            + SIZE["F"]))
   assert cost_model.ring(123.0, 1) == (0.0, 0.0)
+  assert cost_model.ring(10.0, 3) == (4.0, pytest.approx(40 / 3))  # ring
+  assert cost_model.ring(10.0, 512)[0] == 18.0                    # tree
 
 
 def _report(gamma, alpha, beta):
@@ -97,3 +100,34 @@ def test_extrapolation_is_examples_over_throughput():
                               "predicted": predicted})
   assert "| a | bp-dp-2 |" in text and "fastest |" in text
   assert np.isfinite(got)
+
+
+def test_crossover_is_where_the_two_times_meet():
+  """At the bandwidth `crossover` names, block-local and data-parallel
+  backprop are predicted to reach the target together; on the side it
+  names, block-local is ahead."""
+  report = _report(gamma=1.0, alpha=1e-5, beta=1e10)
+  sizes = {"a": SIZE, "b": SIZE}
+  cross = cost_model.crossover(report, sizes, alpha=5e-6)
+  methods = report["results"]["a"]["methods"]
+
+  def seconds(method, n, beta):
+    c, count, nbytes = cost_model.to_target(method, methods, SIZE, 0.8, n)
+    return c + 5e-6 * count + nbytes / beta
+
+  checked = 0
+  for n, c in cross["a"].items():
+    n = int(n)
+    if c["ahead"] in ("above", "below"):
+      beta = c["beta"]
+      assert seconds(c["method"], n, beta) == pytest.approx(
+          seconds("bp-dp-2", n, beta), rel=1e-9)
+      toward = 10.0 if c["ahead"] == "above" else 0.1
+      assert seconds(c["method"], n, beta * toward) < seconds(
+          "bp-dp-2", n, beta * toward)
+      checked += 1
+    else:
+      for beta in (1e6, 1e9, 1e12):
+        ahead = seconds(c["method"], n, beta) < seconds("bp-dp-2", n, beta)
+        assert ahead == (c["ahead"] == "always")
+  assert checked     # the synthetic sizes cross somewhere

@@ -824,3 +824,24 @@ def test_sequence_curves_show_exact_match_by_epoch(tmp_path, monkeypatch):
                      if label == "bll" and len(args[0]) == 2]
   assert list(xs) == [1, 2]
   assert ys == pytest.approx([0.2, 0.8])      # exact match, not accuracy
+
+
+# ----------------------------------------------------------------------------
+# make_table.time_to_accuracy
+
+
+def test_time_to_accuracy_reports_are_appended_with_their_curves(tmp_path):
+  folder = tmp_path / "results" / "time_to_accuracy"
+  assert make_table.time_to_accuracy(str(tmp_path / "results"),
+                                     str(tmp_path)) == []
+  folder.mkdir(parents=True)
+  (folder / "time_to_accuracy.md").write_text("| method | s |\n")
+  (folder / "cost_model.md").write_text("gamma = 1.2\n")
+  (folder / "cnn.png").write_bytes(b"png")
+  lines = make_table.time_to_accuracy(str(tmp_path / "results"),
+                                      str(tmp_path))
+  text = "\n".join(lines)
+  assert text.index("## Time to accuracy on 2 workers") < text.index(
+      "| method | s |") < text.index("## Time to accuracy: the cost model")
+  assert "![cnn](results/time_to_accuracy/cnn.png)" in text
+  assert "gamma = 1.2" in text
