@@ -305,7 +305,7 @@ def markdown(result: dict) -> str:
         done = {k: v for k, v in per_n.items() if v is not None}
         best = min(done, key=done.get) if done else "-"
         cells = " | ".join("not reached" if per_n[k] is None
-                           else f"{per_n[k]:.1f}" for k in methods)
+                           else f"{per_n[k]:.3g}" for k in methods)
         lines.append(f"| {link} | {n} | {cells} | {best} |")
     lines.append("")
     cross = result.get("crossover", {}).get(model)
