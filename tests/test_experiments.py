@@ -100,32 +100,36 @@ def test_steady_tick_cancels_fill_and_drain_or_says_it_could_not():
 
 def test_time_to_accuracy_trains_each_method_in_its_workers(tmp_path):
   """The short form of `python -m experiments.time_to_accuracy`: 2 epochs of
-  400 examples, the owned-feedback pipeline and 1F1B on 2 launched
-  workers; what it reports is checked for shape and sense, not speed."""
+  400 examples, the owned-feedback pipeline on 2 launched workers and
+  backprop on 1; what it reports is checked for shape and sense, not
+  speed. Called again over the same runs, it reads them back."""
+  from experiments.time_to_accuracy import METHODS
   args = ["time_to_accuracy", "--models", "cnn-mnist1d", "--methods",
-          "bll-owned-2,bp-1f1b-2", "--set",
+          "bll-owned-2,bp-1", "--set",
           "--epochs 2 --dataset.train-examples 400",
           "--runs", str(tmp_path / "runs"), "--out", str(tmp_path)]
   out = run_module(*args)
   assert out.returncode == 0, out.stderr[-3000:]
   report = json.loads((tmp_path / "time_to_accuracy.json").read_text())
-  # Called again over the same runs: every run is read back, none rerun.
   again = run_module(*args)
   assert again.returncode == 0, again.stderr[-3000:]
   assert again.stdout.count("read, not rerun") == 2
   assert json.loads((tmp_path / "time_to_accuracy.json").read_text()) == report
   cnn = report["results"]["cnn-mnist1d"]
-  assert set(cnn["methods"]) == {"bll-owned-2", "bp-1f1b-2"}
-  for row in cnn["methods"].values():
-    assert row["workers"] == 2 and len(row["curve"]) == 2
+  assert set(cnn["methods"]) == {"bll-owned-2", "bp-1"}
+  for method, row in cnn["methods"].items():
+    workers = METHODS[method][1]
+    assert row["workers"] == workers and len(row["curve"]) == 2
     (s1, a1), (s2, a2) = row["curve"]
     assert 0 < s1 < s2 and 0 <= a1 <= 1 and 0 <= a2 <= 1
     assert row["final_test_accuracy"] == a2 and row["examples_per_second"] > 0
-    assert len(row["max_rss_mib"]) == 2 and min(row["max_rss_mib"]) > 100
+    assert len(row["max_rss_mib"]) == workers
+    assert min(row["max_rss_mib"]) > 100
     reached = [s for s, a in row["curve"] if a >= cnn["target"]]
     assert row["time_to_target_s"] == (reached[0] if reached else None)
   text = (tmp_path / "time_to_accuracy.md").read_text()
-  assert "| backprop 1F1B (M=4), 2 workers | 2 |" in text
+  assert "| backprop, 1 worker | 1 |" in text
+  assert "feedback owned by the stages (chained_local), 2 workers | 2 |" in text
   assert (tmp_path / "cnn-mnist1d.png").stat().st_size > 1000
 
 
