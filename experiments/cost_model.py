@@ -152,6 +152,13 @@ def terms(method: str, size: dict, tau: float, batch: int, n: int,
   return tau * per_replica / stages, 1 + count, a * per_replica + nbytes
 
 
+def seconds_per_example(method: str, methods: dict) -> float:
+  """`tau`: one worker's training seconds per example for `method`'s kind
+  of step (block-local's or backprop's)."""
+  one = methods["bll-1" if method.startswith("bll") else "bp-1"]
+  return one["train_seconds"] / (one["steps"] * one["batch_size"])
+
+
 def measured(report: dict, sizes_of: dict) -> list[dict]:
   """Every 2-worker run: its coefficients and its seconds per step."""
   rows = []
@@ -160,8 +167,7 @@ def measured(report: dict, sizes_of: dict) -> list[dict]:
     for method, row in methods.items():
       if row["workers"] != 2:
         continue
-      one = methods["bll-1" if method.startswith("bll") else "bp-1"]
-      tau = one["train_seconds"] / (one["steps"] * one["batch_size"])
+      tau = seconds_per_example(method, methods)
       stages = 1 if method.startswith("bp-dp") else 2
       rows.append({"model": model, "method": method,
                    "terms": terms(method, sizes_of[model], tau,
@@ -201,8 +207,7 @@ def to_target(method: str, methods: dict, size: dict, target: float,
   needs to reach `target` on `n` devices: its predicted seconds are
   `gamma c + alpha l + b / beta`. None: the target never reached."""
   row = methods[method]
-  one = methods["bll-1" if method.startswith("bll") else "bp-1"]
-  tau = one["train_seconds"] / (one["steps"] * one["batch_size"])
+  tau = seconds_per_example(method, methods)
   examples = examples_to_target(row, target)
   if examples is None:
     return None

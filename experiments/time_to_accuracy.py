@@ -260,7 +260,6 @@ def main(argv=None):
   else:
     with tempfile.TemporaryDirectory(prefix="bll-tta-") as workdir:
       report = measure(models, methods, workdir, args.extra.split())
-  os.makedirs(args.out, exist_ok=True)
   text = markdown(report)
   results_lib.write_report(args.out, "time_to_accuracy", report, text)
   plot(report, args.out)
