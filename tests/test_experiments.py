@@ -90,6 +90,19 @@ def test_process_benchmark_runs_every_configuration(tmp_path):
   assert (tmp_path / "throughput.png").stat().st_size > 1000
 
 
+def test_stage_program_times_every_form_of_a_stage_tick(tmp_path):
+  """The short form of `python -m experiments.stage_program` (one pinned
+  process, the tiny MLP, 2 ticks a window)."""
+  out = run_module("stage_program", "--models", "mlp-tiny", "--steps", "2",
+                   "--repeats", "1", "--out", str(tmp_path))
+  assert out.returncode == 0, out.stderr[-3000:]
+  report = json.loads((tmp_path / "stage_program.json").read_text())
+  times = report["results"]["mlp-tiny"]
+  assert set(times) == {"per-block", "per-block, donated", "fused, donated"}
+  assert all(t > 0 for t in times.values())
+  assert "| mlp-tiny |" in (tmp_path / "stage_program.md").read_text()
+
+
 def test_steady_tick_cancels_fill_and_drain_or_says_it_could_not():
   from experiments.process_benchmark import steady_tick
   # 2 stages, 0.1 s a tick: 4 micro-batches in 5 ticks, 8 in 9.

@@ -280,9 +280,10 @@ def test_owned_feedback_keeps_each_layer_on_its_stage_and_needs_no_all_reduce(
   engine = _cases.make_engine(MLP, feedback="chained_local")
   runner = _runner(engine, "data=2,block=4", "pipelined")
   assert runner.owner is not None
-  calls = {"update": 0, "broadcast": 0, "sum": 0, "moves": []}
+  calls = {"update": 0, "apply_parts": 0, "broadcast": 0, "sum": 0,
+           "moves": []}
   reps, owner = runner.replicas, runner.owner
-  for name in ("update", "broadcast", "sum"):
+  for name in ("update", "apply_parts", "broadcast", "sum"):
     real = getattr(reps, name)
     monkeypatch.setattr(reps, name, lambda *a, _r=real, _n=name: (
         calls.__setitem__(_n, calls[_n] + 1), _r(*a))[1])
@@ -290,22 +291,33 @@ def test_owned_feedback_keeps_each_layer_on_its_stage_and_needs_no_all_reduce(
   monkeypatch.setattr(runner.transfer, "move_replicated",
                       lambda x, src, dst: (calls["moves"].append((src, dst)),
                                            real_move(x, src, dst))[1])
-  real_update = owner.update
+  real_update, real_worked = owner.update, owner.worked
   stage_devices = [set(runner.stages.meshes[s].devices.flat)
                    for s in range(4)]
+  checked = []
 
-  def update(s, *args, **kw):
-    losses = real_update(s, *args, **kw)
-    held = {d for leaf in jax.tree.leaves((owner.states[s], losses))
+  def held(s, tree):
+    return {d for leaf in jax.tree.leaves((owner.states[s], tree))
             for d in leaf.devices()}
-    assert held == stage_devices[s], s
+
+  def update(s, *args, **kw):          # a stage that idles in the tick
+    losses = real_update(s, *args, **kw)
+    assert held(s, losses) == stage_devices[s], s
+    checked.append(s)
     return losses
 
+  def worked(s, state, message):       # a stage's program's update
+    real_worked(s, state, message)
+    assert held(s, message) == stage_devices[s], s
+    checked.append(s)
+
   monkeypatch.setattr(owner, "update", update)
+  monkeypatch.setattr(owner, "worked", worked)
   batches, keys = _cases.make_batches(6), _cases.make_keys(6)
   state0 = engine.init(jax.random.key(0), batches[0]["inputs"])
   runner.run_epoch(runner.place(state0), batches, keys)
-  assert calls["update"] == 0                    # no all-reduce per tick
+  assert calls["update"] == calls["apply_parts"] == 0   # no all-reduce
+  assert sorted(set(checked)) == [0, 1, 2]       # every owning stage
   assert calls["broadcast"] == calls["sum"] == 1  # once per stream
   # Stages 1 and 2 own layers and send down in every tick with an update;
   # stage 3 holds the output block alone.

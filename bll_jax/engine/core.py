@@ -194,17 +194,35 @@ class Engine:
 
   # ----------------------------------------------------- compiled steps
 
-  def jit(self, name, build: Callable[[], Callable]) -> Callable:
-    """`jax.jit(build())`, built once per `name` and kept on the engine, so
-    that compiled programs go when the engine goes (programs built on the
-    engine elsewhere, e.g. evaluation's greedy decoder, use it too)."""
+  def jit(self, name, build: Callable[[], Callable], **jit_kwargs
+          ) -> Callable:
+    """`jax.jit(build(), **jit_kwargs)`, built once per `name` and kept on
+    the engine, so that compiled programs go when the engine goes (programs
+    built on the engine elsewhere, e.g. evaluation's greedy decoder, use it
+    too)."""
     if name not in self._compiled:
-      self._compiled[name] = jax.jit(build())
+      self._compiled[name] = jax.jit(build(), **jit_kwargs)
     return self._compiled[name]
 
-  def block_step(self, k: int) -> Callable:
-    """Jitted :func:`bll_jax.engine.steps.block_step` of block `k`."""
-    return self.jit(("block_step", k), lambda: steps_lib.block_step(self, k))
+  def block_step(self, k: int, donate: bool = False) -> Callable:
+    """Jitted :func:`bll_jax.engine.steps.block_step` of block `k`; with
+    `donate`, the block's state is donated (its buffers become the new
+    state's: the caller must not read it again)."""
+    return self.jit(("block_step", k, donate),
+                    lambda: steps_lib.block_step(self, k),
+                    donate_argnums=0 if donate else ())
+
+  def blocks_step(self, blocks: Sequence[int],
+                  step_of: Callable | None = None) -> Callable:
+    """:func:`bll_jax.engine.steps.blocks_step` of consecutive `blocks`,
+    not jitted: a runner jits it together with its part of the feedback
+    (one program per stage per tick) and chooses what it donates."""
+    return steps_lib.blocks_step(self, tuple(blocks), step_of)
+
+  def feedback_grad_fn(self, k: int) -> Callable:
+    """:func:`bll_jax.engine.steps.feedback_grad` of hidden block `k`, not
+    jitted (to compose into a stage's program)."""
+    return steps_lib.feedback_grad(self, k)
 
   @property
   def feedback_step(self) -> Callable:

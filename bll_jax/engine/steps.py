@@ -4,6 +4,7 @@ r"""The training steps, as functions of an engine (the engine jits them).
   `(state_k, h_in, b_k, labels, weights, key) -> (state_k', h_out, a_k,
   metrics)`. It differentiates only block `k`'s loss with respect to only
   its own parameters: `h_in` and `b_k` are constants to it.
+  :func:`blocks_step` runs the steps of consecutive blocks in turn.
 * :func:`feedback_step` -- the feedback network from detached `etas`;
   :func:`feedback_grad` is hidden block `k`'s part of its gradient, for
   schedules that compute each part where its block lives.
@@ -22,6 +23,7 @@ r"""The training steps, as functions of an engine (the engine jits them).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import jax
@@ -68,6 +70,33 @@ def block_step(engine, k: int) -> Callable:
     grads, (out, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
     return (apply_update(engine.block_tx, state, grads, out.batch_stats),
             sg(out.h_out), sg(out.eta), metrics)
+
+  return step
+
+
+def blocks_step(engine, blocks, step_of: Callable | None = None) -> Callable:
+  """The updates of consecutive `blocks` in turn, as one function (a stage's
+  tick: one program instead of one per block):
+  `(states, h_in, fb, labels, weights, key) -> (states', h_out, etas,
+  metrics)`, `fb` mapping each hidden block to its `b_k`, the tuples one
+  entry per block. Block `k + 1` reads block `k`'s output, detached as
+  :func:`block_step` detaches every input, so the updates are exactly
+  those of :func:`block_step` called in turn. `step_of(k)` is block `k`'s
+  step (default: :func:`block_step`; a runner may pass compiled ones).
+  """
+  hidden = engine.num_blocks - 1
+  steps = [(step_of or functools.partial(block_step, engine))(k)
+           for k in blocks]
+
+  def step(states, h, fb, labels, weights, key):
+    new, etas, metrics = [], [], []
+    for k, one, state in zip(blocks, steps, states):
+      state, h, eta, met = one(state, h, fb[k] if k < hidden else None,
+                               labels, weights, key)
+      new.append(state)
+      etas.append(eta)
+      metrics.append(met)
+    return tuple(new), h, tuple(etas), tuple(metrics)
 
   return step
 

@@ -8,8 +8,8 @@ its axes or moves arrays between devices and processes.
   (`sync`, `pipelined`): which (stage, micro-batch) works at each tick.
 * :mod:`~bll_jax.parallel.reference` -- the plan run block by block on one
   device: the oracle every runner is tested against.
-* :mod:`~bll_jax.parallel.mpmd` -- any network: one jitted step per block on
-  its stage's sub-mesh.
+* :mod:`~bll_jax.parallel.mpmd` -- any network: one jitted program per stage
+  per tick (:mod:`~bll_jax.parallel.stage`) on its stage's sub-mesh.
 * :mod:`~bll_jax.parallel.spmd` -- homogeneous stacks: parameters stacked
   on a block axis, one `shard_map` program per tick.
 * :mod:`~bll_jax.parallel.mesh`, :mod:`~bll_jax.parallel.placement`,

@@ -1,10 +1,13 @@
-"""Any network on a `(data, block)` mesh: one jitted step per block, per stage.
+"""Any network on a `(data, block)` mesh: one jitted program per stage per tick.
 
 :class:`MpmdRunner` follows a :class:`~bll_jax.parallel.schedule.TickPlan`
 (`sync` or `pipelined`). Block `k` lives on the sub-mesh of its stage, its
 parameters and optax state replicated over the stage's `data` devices and
 its batch split over them, so XLA averages its gradients over `data` only.
-Nothing waits for a block that is not an input: JAX's asynchronous dispatch
+A stage's tick (its blocks' steps and its part of the feedback's work) is
+one compiled program, or one per block on CPU, the blocks' states donated
+(:class:`~bll_jax.parallel.stage.StageProgram`); the next tick's batches
+are put on their devices while the current tick runs. Nothing waits for a block that is not an input: JAX's asynchronous dispatch
 runs the stages' programs as soon as their inputs exist, so in the
 `pipelined` schedule the stages of one tick overlap.
 
@@ -33,6 +36,7 @@ from bll_jax.parallel import mesh as mesh_lib
 from bll_jax.parallel import owned as owned_lib
 from bll_jax.parallel import placement
 from bll_jax.parallel import schedule as schedule_lib
+from bll_jax.parallel import stage as stage_lib
 from bll_jax.parallel.replicas import FeedbackReplicas
 from bll_jax.parallel.transfer import StageTransfer
 
@@ -50,13 +54,16 @@ class MpmdRunner:
     ticks_in_flight: how many ticks Python may dispatch ahead of the
       devices (0, and each tick's transfers finished before its steps,
       where one process drives several CPU devices: see :attr:`serial`).
+    fuse_stages: whether a stage's tick is one compiled program or one per
+      block (:mod:`bll_jax.parallel.stage`); `None`: fused except on CPU,
+      where the fused program was measured slower.
   """
 
   name = "mpmd"
 
   def __init__(self, engine, mesh: Mesh, schedule: str = "sync",
                fused: bool = True, feedback_lag: int = 0,
-               ticks_in_flight: int = 2):
+               ticks_in_flight: int = 2, fuse_stages: bool | None = None):
     num_stages = mesh.shape["block"]
     if num_stages > engine.num_blocks:
       raise ValueError(
@@ -97,6 +104,14 @@ class MpmdRunner:
                                           self.replicas, self.transfer)
                   if owned_lib.applies(engine, feedback_lag) else None)
     self._fb_forward = engine.compiled_feedback_forward
+    # One program per stage per tick (bll_jax.parallel.stage).
+    self.program = stage_lib.StageProgram(
+        engine, self.plan.stage_blocks,
+        [("owned" if self.owner and self.owner.ks[s] else
+          "replicated" if engine.trains_feedback and not self.owner
+          else "given") for s in range(num_stages)],
+        fused=(mesh.devices.flat[0].platform != "cpu" if fuse_stages is None
+               else fuse_stages))
     #: `(tick, stage, micro-batch)` of the work the last call dispatched.
     self.timeline: list[tuple[int, int, int]] = []
 
@@ -195,10 +210,17 @@ class MpmdRunner:
 
   def _ticks(self, state, batches, keys, on_step):
     engine, plan, stages = self.engine, self.plan, self.stages
-    hidden, last = engine.num_blocks - 1, plan.num_stages - 1
-    lag, replicas = self.feedback_lag, self.replicas
+    last = plan.num_stages - 1
+    lag, replicas, program = self.feedback_lag, self.replicas, self.program
     stream = iter(batches)
-    blocks, fb_state = list(state.blocks), state.feedback
+    # The stage programs donate the blocks' states: the stream works on a
+    # copy, so that the caller's `state` stays valid.
+    blocks = [None] * engine.num_blocks
+    for s, ks in enumerate(plan.stage_blocks):
+      for k, copied in zip(ks, program.copy(tuple(state.blocks[k]
+                                                  for k in ks))):
+        blocks[k] = copied
+    fb_state = state.feedback
     trains = engine.trains_feedback
     bootstrapped = engine.feedback_mode == "bootstrapped"
     # Every stage holds a replica of the feedback: it computes its blocks'
@@ -214,35 +236,51 @@ class MpmdRunner:
       fixed = [self._fb_forward(params, None) for params in
                replicas.views(replicas.broadcast(fb_state.params))]
     arrived: dict[int, dict] = {}     # micro-batch -> its host batch
+    placed: dict[tuple[int, int], tuple] = {}   # (stage, m) -> batch, key
     outputs: dict[tuple[int, int], jax.Array] = {}   # (stage, m) -> h
     metrics: list[dict] = []
     tick_losses: list[tuple[int, jax.Array]] = []
     in_flight: list[list[jax.Array]] = []
     self.timeline = []
-    t, exhausted = 0, False
-    while True:
-      if not exhausted:
+    exhausted = False
+
+    def take(count):
+      """Micro-batches from the stream until `count` have arrived."""
+      nonlocal exhausted
+      while not exhausted and len(metrics) < count:
         batch = next(stream, None)
         if batch is None:
           exhausted = True
-        else:
-          arrived[len(metrics)] = batch
-          metrics.append({})
-          if on_step:
-            on_step()
+          return
+        arrived[len(metrics)] = batch
+        metrics.append({})
+        if on_step:
+          on_step()
+
+    def place(t):
+      """Tick `t`'s micro-batches and keys onto their stages' devices."""
+      for s, m in plan.active(t, len(metrics)):
+        if (s, m) not in placed:
+          placed[(s, m)] = (stages.batch_on(arrived[m], s, self.local),
+                            stages.key_on(keys[m], s))
+
+    t = 0
+    take(1)
+    while True:
       active = plan.active(t, len(metrics))
       if not active:
         break
       self.timeline += [(t, s, m) for s, m in active]
+      place(t)
       # 1. Every transfer whose input exists first: a stage's input must not
       #    wait behind another stage's computation in this loop.
       inputs = {}
       for s, m in active:
-        on = stages.batch_on(arrived[m], s, self.local)
+        on, key = placed.pop((s, m))
         h = on["inputs"] if s == 0 else None
         if s and (s - 1, m) in outputs:
           h = self.transfer.move(outputs.pop((s - 1, m)), s - 1, s)
-        inputs[s] = (on, h, stages.key_on(keys[m], s))
+        inputs[s] = (on, h, key)
       if self.serial:
         jax.block_until_ready(self._local(
             [h for _, h, _ in inputs.values() if h is not None]))
@@ -253,34 +291,37 @@ class MpmdRunner:
         on, h, key = inputs[0]
         etas = engine.forward_train(
             TrainState(state.step, tuple(blocks), fb_state), h, key)
-      # 2. Every stage's steps, and its blocks' feedback gradients.
-      contributions = {}
+      # 2. Every stage's tick: one program (its blocks' steps and its part
+      #    of the feedback's work, bll_jax.parallel.stage).
+      contributions, produced = {}, []
       for s, m in active:
         on, h, key = inputs[s]
         if h is None:       # sync: the stage before worked in this tick
           h = self.transfer.move(outputs.pop((s - 1, m)), s - 1, s)
           if self.serial:
             jax.block_until_ready(self._local(h))
-        if owner:
-          fb = owner.messages(s) if owner.ks[s] else {}
+        ks = plan.stage_blocks[s]
+        mine = tuple(blocks[k] for k in ks)
+        args = (h, on["labels"], on["weights"], key)
+        kind = program.kinds[s]
+        if kind == "owned":
+          mine, h, met, fb_s, losses, message = program(s)(
+              mine, owner.states[s], owner.inbox[s], *args)
+          owner.worked(s, fb_s, message)
+          owned_losses.append((t, s, owner.ks[s], losses))
+        elif kind == "replicated":
+          mine, h, met, part = program(s)(mine, phi[s], etas, *args)
+          if part is not None:
+            contributions[s] = part
         else:
-          fb = (self._fb_forward(phi[s], etas) if trains
-                else fixed[s] if engine.feedback is not None else ())
-        stage_etas = []
-        for k in plan.stage_blocks[s]:
-          blocks[k], h, eta, met = engine.block_step(k)(
-              blocks[k], h, fb[k] if k < hidden else None, on["labels"],
-              on["weights"], key)
-          metrics[m].update({f"block{k}/{n}": v for n, v in met.items()})
-          if owner and k < hidden:
-            stage_etas.append(eta)
-          elif trains and k < hidden:
-            grads, loss = engine.feedback_grad(k)(
-                phi[s], eta, on["labels"], on["weights"], etas)
-            contributions.setdefault(s, []).append((k, grads, loss))
-        if owner and owner.ks[s]:
-          owned_losses.append((t, s, owner.ks[s], owner.update(
-              s, owner.ks[s], stage_etas, on["labels"], on["weights"])))
+          # A fixed feedback, or none (an owning run's stage without a
+          # hidden block).
+          fb = fixed[s] if not trains and engine.feedback is not None else ()
+          mine, h, met = program(s)(mine, fb, *args)
+        for k, block, block_met in zip(ks, mine, met):
+          blocks[k] = block
+          metrics[m].update({f"block{k}/{n}": v for n, v in block_met.items()})
+        produced.append(met)
         if s < last:
           outputs[(s, m)] = h
         else:
@@ -293,15 +334,20 @@ class MpmdRunner:
         owner.send()
       # 3. One feedback update on every replica from all stages' parts.
       if contributions:
-        fb_state, losses = replicas.update(fb_state, contributions)
+        fb_state, losses = replicas.apply_parts(fb_state, contributions)
         versions = (versions + [replicas.views(fb_state.params)])[
             -(lag + 1):]
         tick_losses.append((t, losses))
+      # The next tick's micro-batches go to their devices while this
+      # tick's programs run (a double-buffered prefetch).
+      take(t + 2)
+      place(t + 1)
       # Python may run ahead of the devices by `ticks_in_flight` ticks (its
       # dispatch overlaps their work), no further: what it queues holds
-      # micro-batches and activations.
+      # micro-batches and activations. It waits on the tick's metrics and
+      # outputs: the states it produced are donated to the next tick.
       in_flight.append(self._local(
-          (blocks, outputs) if not self.serial
+          (produced, outputs) if not self.serial
           else (blocks, outputs, fb_state, owner.arrays() if owner else ())))
       if len(in_flight) > self.ticks_in_flight:
         jax.block_until_ready(in_flight.pop(0))

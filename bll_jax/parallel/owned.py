@@ -234,6 +234,14 @@ class OwnedFeedback:
       self._outbox[s] = message
     return losses
 
+  def worked(self, s: int, state: BlockState, message) -> None:
+    """Keeps what stage `s`'s program of a tick it worked in returned (the
+    update of :meth:`update` with all its hidden blocks active, compiled
+    with its blocks' steps: :mod:`bll_jax.parallel.stage`)."""
+    self.states[s] = state
+    if message is not None:
+      self._outbox[s] = message
+
   def send(self) -> None:
     """Every message of the tick one stage down (every process calls it,
     after every stage's update)."""

@@ -135,21 +135,10 @@ class FeedbackReplicas:
   # --------------------------------------------------------------- update
 
   def _stage_part(self, blocks: tuple[int, ...]):
-    """One stage's `(grads, loss)` pairs of hidden `blocks` -> the summed
-    gradient and the vector of every hidden block's loss (zero for the
-    others), each with a leading axis 1 (compiled once per `blocks`)."""
-    if blocks in self._parts:
-      return self._parts[blocks]
-    hidden = self.engine.num_blocks - 1
-
-    def part(pairs):
-      total = functools.reduce(lambda a, b: jax.tree.map(jnp.add, a, b),
-                               [g for g, _ in pairs])
-      losses = jnp.zeros((hidden,), jnp.float32).at[jnp.asarray(blocks)].set(
-          jnp.stack([loss for _, loss in pairs]))
-      return jax.tree.map(lambda x: jnp.asarray(x)[None], (total, losses))
-
-    self._parts[blocks] = jax.jit(part)
+    """:func:`stage_part` of hidden `blocks`, compiled once per `blocks`."""
+    if blocks not in self._parts:
+      self._parts[blocks] = jax.jit(
+          functools.partial(stage_part, self.engine, blocks))
     return self._parts[blocks]
 
   def _zeros(self, s: int, tree):
@@ -186,17 +175,35 @@ class FeedbackReplicas:
       `[hidden blocks]` vector of the tick's `L^fb_k` (zero for a block
       that did not work in it).
     """
+    parts = {}
+    for s, pairs in contributions.items():
+      if pairs:
+        blocks = tuple(k for k, _, _ in pairs)
+        parts[s] = self._stage_part(blocks)([(g, loss) for _, g, loss in pairs])
+    return self.apply_parts(state, parts)
+
+  def apply_parts(self, state: BlockState, parts: dict[int, Any]):
+    """:meth:`update` from every stage's :func:`stage_part` (a stage's
+    program may compute its own: :mod:`bll_jax.parallel.stage`); a stage
+    without one contributes zeros."""
     hidden = self.engine.num_blocks - 1
     zero = (state.params, jax.ShapeDtypeStruct((hidden,), jnp.float32))
-    parts = []
-    for s in range(self.num_stages):
-      if contributions.get(s):
-        blocks = tuple(k for k, _, _ in contributions[s])
-        parts.append(self._stage_part(blocks)(
-            [(g, loss) for _, g, loss in contributions[s]]))
-      else:
-        parts.append(self._zeros(s, zero))
-    return self._apply(state, self._stack(parts))
+    stacked = [parts[s] if s in parts else self._zeros(s, zero)
+               for s in range(self.num_stages)]
+    return self._apply(state, self._stack(stacked))
+
+
+def stage_part(engine, blocks: Sequence[int], pairs):
+  """One stage's `(grads, loss)` pairs of hidden `blocks` -> the summed
+  gradient and the vector of every hidden block's loss (zero for the
+  others), each with a leading axis 1 (the stage's row of the stack that
+  :func:`sum_over_stages` reduces)."""
+  hidden = engine.num_blocks - 1
+  total = functools.reduce(lambda a, b: jax.tree.map(jnp.add, a, b),
+                           [g for g, _ in pairs])
+  losses = jnp.zeros((hidden,), jnp.float32).at[jnp.asarray(blocks)].set(
+      jnp.stack([loss for _, loss in pairs]))
+  return jax.tree.map(lambda x: jnp.asarray(x)[None], (total, losses))
 
 
 def sum_over_stages(stacked):
