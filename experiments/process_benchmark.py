@@ -297,6 +297,7 @@ def worker(argv) -> int:
                                "gpipe", "1f1b"))
   parser.add_argument("--m", type=int, default=8)
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--window", type=float, default=2.0)
   parser.add_argument("--out", required=True)
   args = parser.parse_args(argv)
   result = {"model": args.model, "mode": args.mode,
@@ -304,7 +305,7 @@ def worker(argv) -> int:
   if args.mode == "single":
     result.update(measure_single(args.model, args.repeats))
   elif args.mode == "independent":
-    result.update(measure_independent(args.model, args.repeats))
+    result.update(measure_independent(args.model, args.repeats, args.window))
   else:
     # bll: the chained feedback replicated on every stage, all-reduced every
     # tick; bll_owned: chained_local, each stage owning its blocks' layers.
@@ -328,13 +329,14 @@ def worker(argv) -> int:
 
 
 def run_workers(processes: int, model: str, mode: str, m: int, repeats: int,
-                workdir: str) -> dict:
+                workdir: str, window_s: float = 2.0) -> dict:
   """`worker` in `processes` launched processes; their results merged
   (memory: a list with one value per worker)."""
   out = os.path.join(workdir, f"{model}-{mode}-{m}-{processes}")
   status = launch.launch(
       processes, ["--model", model, "--mode", mode, "--m", str(m),
-                  "--repeats", str(repeats), "--out", out],
+                  "--repeats", str(repeats), "--window", str(window_s),
+                  "--out", out],
       entry="experiments.process_benchmark:worker", num_blocks=4,
       workdir=workdir)
   if status:
@@ -380,6 +382,9 @@ def main(argv=None):
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--gpipe-m", default=",".join(map(str, GPIPE_M)),
                       help="GPipe micro-batches per step to try")
+  parser.add_argument("--window", type=float, default=2.0,
+                      help="seconds each independent copy trains per "
+                      "repetition (the ceiling)")
   parser.add_argument("--out", default="experiments/results/processes")
   args = parser.parse_args(argv)
   gpipe_m = [int(m) for m in args.gpipe_m.split(",")]
@@ -391,7 +396,7 @@ def main(argv=None):
     r = {"single": run_workers(1, model, "single", 1, args.repeats, workdir)}
     print(f"{model}: {args.workers} independent copies ...", flush=True)
     r["independent"] = run_workers(args.workers, model, "independent", 1,
-                                   args.repeats, workdir)
+                                   args.repeats, workdir, args.window)
     print(f"{model}: block-local pipelined on {args.workers} workers and on "
           "one ...", flush=True)
     r["bll_pipelined"] = run_workers(args.workers, model, "bll",

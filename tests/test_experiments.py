@@ -51,7 +51,7 @@ def test_process_benchmark_runs_every_configuration(tmp_path):
   sense, not speed (CI's two cores are shared)."""
   out = run_module("process_benchmark", "--models", "mlp-tiny",
                    "--micro-batches", "4", "--repeats", "1", "--gpipe-m", "2",
-                   "--out", str(tmp_path))
+                   "--window", "0.25", "--out", str(tmp_path))
   assert out.returncode == 0, out.stderr[-3000:]
   report = json.loads((tmp_path / "process_benchmark.json").read_text())
   r = report["results"]["mlp-tiny"]

@@ -51,10 +51,11 @@ def test_blocks_step_equals_the_block_steps_in_turn(case):
   assert _cases.max_diff(got[3], tuple(want_metrics)) < 1e-6
 
 
-@pytest.mark.parametrize("fused", [True, False])
-@pytest.mark.parametrize("feedback,spec", [("chained", "data=2,block=4"),
-                                           ("chained_local", "data=1,block=4"),
-                                           ("random", "data=1,block=2")])
+@pytest.mark.parametrize("feedback,spec,fused", [
+    ("chained", "data=2,block=4", True), ("chained", "data=1,block=2", False),
+    ("chained_local", "data=1,block=4", True),
+    ("chained_local", "data=2,block=2", False),
+    ("random", "data=1,block=2", False)])
 def test_stage_ticks_equal_the_reference_and_spare_the_callers_state(
     monkeypatch, feedback, spec, fused):
   """Whoever holds the feedback (replicas, the stages, a fixed one), a
