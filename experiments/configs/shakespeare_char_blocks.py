@@ -33,6 +33,12 @@ VARIANTS["bll T=3 K=8"] = {"temperature": 3.0, "blocks": 8}
 # embedding alone.
 VARIANTS["bll K=7"] = {**METHODS["bll"], "blocks": 7}
 
+# What the block-local runs reach, in backprop's terms: the same network,
+# trained end to end, with only its first one or two decoder layers.
+for _layers in (1, 2):
+  VARIANTS[f"bp {_layers} layer{'s' if _layers > 1 else ''}"] = {
+      **METHODS["bp"], "model.num_layers": _layers, "blocks": 1}
+
 EXPERIMENT = {
     "title": "Shakespeare, character LM: validation loss against the number "
              "of blocks K (6-layer Transformer, 2000 updates)",
