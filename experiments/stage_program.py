@@ -62,8 +62,7 @@ def measure(model: str, steps: int, repeats: int) -> dict[str, float]:
 
   result = {}
   for form, tick in zip(FORMS, (plain, staged(False), staged(True))):
-    states = stage_lib.StageProgram(engine, [ks], ["given"]).copy(
-        tuple(state.blocks[k] for k in ks))
+    states = stage_lib.copy(tuple(state.blocks[k] for k in ks))
     states = jax.block_until_ready(tick(states))          # compile
     best = float("inf")
     for _ in range(repeats):

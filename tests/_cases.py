@@ -33,6 +33,15 @@ STACK_CUTS = (1, 2, 3, 4, 5)
 TRANSFORMER = models.transformer(2, 16, 2, 32, NUM_CLASSES, 6, dropout=0.3)
 TRANSFORMER_CUTS = (1, 2, 3)
 SGD = optax.sgd(0.1)
+# The stochastic cases (make_engine's arguments): Bernoulli latents passed
+# on as samples, every block drawing its own; dropout in every decoder
+# layer, token targets.
+STOCHASTIC = {
+    "sampled": dict(stack=STACK, cuts=STACK_CUTS, family=families.Bernoulli(),
+                    transmit="sample"),
+    "dropout": dict(stack=TRANSFORMER, cuts=TRANSFORMER_CUTS, shape=(6,),
+                    tx=SGD),
+}
 
 
 @functools.cache
@@ -54,6 +63,12 @@ def make_engine(stack, cuts=None, num_blocks=4, feedback="chained",
       input_dtype=jnp.int32 if stack.token_targets else jnp.float32,
       tx=tx or optax.adam(1e-2), objective=engine_lib.Objective(**objective),
       recipe=recipe)
+
+
+def stochastic_engine(name):
+  """`(engine, input shape)` of the stochastic case `name` (`STOCHASTIC`)."""
+  kw = STOCHASTIC[name]
+  return make_engine(**kw), kw.get("shape", (12,))
 
 
 def make_batches(n, batch_size=16, shape=(12,), seed=0, tokens=False):

@@ -119,13 +119,8 @@ def test_one_device_sync_takes_host_arrays_and_equals_placing_them():
 
 CASES = {
     "mlp": dict(stack=MLP),
-    # Bernoulli latents passed on as samples: every block draws its own.
-    "mlp-sampled": dict(stack=_cases.STACK, cuts=_cases.STACK_CUTS,
-                        family=families.Bernoulli(), transmit="sample"),
-    # Dropout in every decoder layer, token targets.
-    "transformer-dropout": dict(stack=_cases.TRANSFORMER,
-                                cuts=_cases.TRANSFORMER_CUTS, shape=(6,),
-                                tx=_cases.SGD),
+    "mlp-sampled": _cases.STOCHASTIC["sampled"],
+    "transformer-dropout": _cases.STOCHASTIC["dropout"],
     # The feedback owned by the stages (bll_jax.parallel.owned): layers and
     # optax state on their stages, messages sent one stage down.
     "mlp-owned": dict(stack=MLP, feedback="chained_local"),

@@ -4,7 +4,6 @@ import jax
 import numpy as np
 import pytest
 
-from bll_jax import families
 from bll_jax import parallel
 from bll_jax.parallel import reference
 from bll_jax.parallel import spmd
@@ -51,16 +50,8 @@ def test_every_stacked_block_draws_its_own_masks_and_samples(case, spec):
   them all with the first middle block's key did not). One data shard: with
   several, each shard folds its data index into the key (module docstring)
   and draws its own."""
-  if case == "mlp-sampled":
-    engine = _cases.make_engine(_cases.STACK, cuts=_cases.STACK_CUTS,
-                                family=families.Bernoulli(),
-                                transmit="sample")
-    shape = (12,)
-  else:
-    engine = _cases.make_engine(_cases.TRANSFORMER,
-                                cuts=_cases.TRANSFORMER_CUTS, shape=(6,),
-                                tx=_cases.SGD)
-    shape = (6,)
+  engine, shape = _cases.stochastic_engine(
+      "sampled" if case == "mlp-sampled" else "dropout")
   assert spmd.homogeneous_middle(engine) == tuple(
       range(1, engine.num_blocks - 1))
   _, got, metrics, want, want_metrics = _run(engine, spec, shape=shape)

@@ -5,7 +5,6 @@ included, is in tests/test_parallel_mpmd.py)."""
 import jax
 import pytest
 
-from bll_jax import families
 from bll_jax import parallel
 from bll_jax.parallel import owned as owned_lib
 from bll_jax.parallel import reference
@@ -18,16 +17,7 @@ from tests import _cases
 def test_blocks_step_equals_the_block_steps_in_turn(case):
   """`Engine.blocks_step` (one function) is `block_step` called block by
   block, with Bernoulli samples passed on, or dropout in every layer."""
-  if case == "sampled":
-    engine = _cases.make_engine(_cases.STACK, cuts=_cases.STACK_CUTS,
-                                family=families.Bernoulli(),
-                                transmit="sample")
-    shape = (12,)
-  else:
-    engine = _cases.make_engine(_cases.TRANSFORMER,
-                                cuts=_cases.TRANSFORMER_CUTS, shape=(6,),
-                                tx=_cases.SGD)
-    shape = (6,)
+  engine, shape = _cases.stochastic_engine(case)
   (batch,) = _cases.make_batches(1, shape=shape,
                                  tokens=engine.token_targets)
   (key,) = _cases.make_keys(1)
@@ -107,7 +97,7 @@ def test_a_stage_program_donates_its_states(fused):
   program = stage_lib.StageProgram(engine, [(0,), ks, (3,)],
                                    ["owned", "owned", "given"], fused)
   fb_state, inbox = owned_lib.split(engine, state.feedback, ks)
-  mine = program.copy(tuple(state.blocks[k] for k in ks))
+  mine = stage_lib.copy(tuple(state.blocks[k] for k in ks))
   h = jax.numpy.ones((16, 16))
   out = program(1)(mine, fb_state, inbox, h, batch["labels"],
                    batch["weights"], key)

@@ -215,11 +215,8 @@ class MpmdRunner:
     stream = iter(batches)
     # The stage programs donate the blocks' states: the stream works on a
     # copy, so that the caller's `state` stays valid.
-    blocks = [None] * engine.num_blocks
-    for s, ks in enumerate(plan.stage_blocks):
-      for k, copied in zip(ks, program.copy(tuple(state.blocks[k]
-                                                  for k in ks))):
-        blocks[k] = copied
+    blocks = [b for ks in plan.stage_blocks
+              for b in stage_lib.copy(tuple(state.blocks[k] for k in ks))]
     fb_state = state.feedback
     trains = engine.trains_feedback
     bootstrapped = engine.feedback_mode == "bootstrapped"

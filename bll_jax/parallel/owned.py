@@ -228,16 +228,15 @@ class OwnedFeedback:
              weights=None) -> jax.Array:
     """Stage `s`'s update of this tick (`active` empty while it idles);
     returns the `[len(active)]` losses, on its devices."""
-    self.states[s], losses, message = self._update(s, tuple(active))(
+    state, losses, message = self._update(s, tuple(active))(
         self.states[s], self.inbox[s], tuple(etas), labels, weights)
-    if message is not None:
-      self._outbox[s] = message
+    self.worked(s, state, message)
     return losses
 
   def worked(self, s: int, state: BlockState, message) -> None:
-    """Keeps what stage `s`'s program of a tick it worked in returned (the
-    update of :meth:`update` with all its hidden blocks active, compiled
-    with its blocks' steps: :mod:`bll_jax.parallel.stage`)."""
+    """Keeps stage `s`'s updated state and the message it sends down, from
+    :meth:`update` or from the stage's own program
+    (:mod:`bll_jax.parallel.stage`)."""
     self.states[s] = state
     if message is not None:
       self._outbox[s] = message

@@ -138,7 +138,6 @@ class StageProgram:
     self.engine, self.kinds, self.fused = engine, tuple(kinds), fused
     self.stage_blocks = [tuple(b) for b in stage_blocks]
     self._built: dict[int, Callable] = {}
-    self._copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
 
   def __call__(self, s: int) -> Callable:
     """Stage `s`'s tick (its states, and an owning stage's feedback state,
@@ -150,7 +149,9 @@ class StageProgram:
           (0, 1) if kind == "owned" else (0,))) if self.fused else tick)
     return self._built[s]
 
-  def copy(self, tree):
-    """`tree` (one stage's arrays) copied where it lives: what a stream
-    donates, so that the caller's arrays stay valid."""
-    return self._copy(tree)
+
+@jax.jit
+def copy(tree):
+  """`tree` (one stage's arrays) copied where it lives: what a stream
+  donates, so that the caller's arrays stay valid."""
+  return jax.tree.map(jnp.copy, tree)
