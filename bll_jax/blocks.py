@@ -28,7 +28,9 @@ from bll_jax.models import base
 
 Array = jax.Array
 
-READOUTS = ("identity", "linear")
+READOUTS = ("identity", "linear", "mlp", "unit")
+#: Readouts that are an auxiliary head (the block passes on its features).
+HEAD_READOUTS = ("linear", "mlp", "unit")
 TRANSMITS = ("mean", "sample")
 BOUNDARIES = ("auto", "pre", "post")
 
@@ -43,8 +45,16 @@ class Latent:
       parameter (plus a learned precision head for
       `GaussianLearnedVariance`); "linear": an auxiliary head, a dense layer
       on the position-pooled features, gives `readout_features` latent units
-      (the block still passes on its features; greedy local classifiers).
-    readout_features: latent units of the "linear" readout.
+      (the block still passes on its features; greedy local classifiers);
+      "mlp": a deeper auxiliary head on the same pooled features,
+      `Dense(GELU(Dense_{4D}(LayerNorm(h))))` with `D` the features' width
+      (as the auxiliary networks of DGL and AugLocal: the block's output
+      need only be decodable by a small network, not linearly); "unit":
+      a fresh copy of the unit after the block (its own parameters: for a
+      Transformer a decoder layer, attention included) on the block's
+      features, then `Dense(LayerNorm(.))`, the auxiliary network built
+      from the layers that follow, as AugLocal's.
+    readout_features: latent units of the head readouts.
     transmit: "mean" passes on the mean `E[z]`, "sample" a draw `z` in
       training (and the mean in evaluation).
     boundary: where the natural parameters are read. "post": after the
@@ -93,9 +103,9 @@ class Latent:
     if (isinstance(self.grid, bool) or not isinstance(self.grid, int)
         or self.grid < 0):
       raise ValueError(f"grid must be an integer >= 0, got {self.grid!r}")
-    if self.readout == "linear" and self.readout_features < 1:
-      raise ValueError("readout='linear' needs readout_features >= 1, got "
-                       f"{self.readout_features}")
+    if self.readout in HEAD_READOUTS and self.readout_features < 1:
+      raise ValueError(f"readout={self.readout!r} needs readout_features >= "
+                       f"1, got {self.readout_features}")
 
 
 class Block(nn.Module):
@@ -111,6 +121,8 @@ class Block(nn.Module):
   latent: Latent | None = None
   unit_position_ndim: int = 0
   aux_classes: int = 0
+  next_unit: nn.Module | None = None      # copied by readout "unit"
+  next_activation: Callable[[Array], Array] | None = None
 
   @nn.compact
   def __call__(self, h, train: bool = False):
@@ -130,10 +142,18 @@ class Block(nn.Module):
       self.sow("intermediates", "aux_logits",
                nn.Dense(self.aux_classes, name="aux")(pooled))
     n = self.unit_position_ndim
-    if self.latent.readout == "linear":
+    if self.latent.readout in HEAD_READOUTS:
       features = act(pre)
+      head_in = features
+      if self.latent.readout == "unit":
+        unit = self.next_unit.clone(parent=self, name="readout_unit")
+        head_in = nn.LayerNorm(name="readout_norm")(
+            self.next_activation(unit(features, train=train)))
       pooled = pooling.flatten_cells(
-          pooling.grid_pool(features, n, max(self.latent.grid, 1)), n)
+          pooling.grid_pool(head_in, n, max(self.latent.grid, 1)), n)
+      if self.latent.readout == "mlp":
+        pooled = nn.gelu(nn.Dense(4 * pooled.shape[-1], name="readout_hidden")(
+            nn.LayerNorm(name="readout_norm")(pooled)))
       raw = nn.Dense(self.latent.readout_features * family.params_per_unit,
                      name="readout")(pooled)
       return family.natural_from_raw(raw), features
@@ -199,9 +219,12 @@ def make_blocks(stack: base.LayerStack, edges: Sequence[int],
   blocks = []
   for k, (i, j) in enumerate(zip(edges[:-1], edges[1:])):
     latent = latents[k] if k < len(latents) else None
+    copied = latent is not None and latent.readout == "unit"
     blocks.append(Block(stack.units[i:j], stack.activations[i:j], latent,
                         stack.position_ndim[j - 1],
-                        aux_classes if latent is not None else 0))
+                        aux_classes if latent is not None else 0,
+                        stack.units[j] if copied else None,
+                        stack.activations[j] if copied else None))
   return tuple(blocks)
 
 
@@ -209,7 +232,7 @@ def latent_position_ndim(stack: base.LayerStack, edges: Sequence[int],
                          k: int, latent: Latent) -> int:
   """Positions of hidden block `k`'s natural parameters (none when pooled
   by a linear readout or to a grid)."""
-  if latent.readout == "linear" or latent.grid:
+  if latent.readout in HEAD_READOUTS or latent.grid:
     return 0
   return stack.position_ndim[edges[k + 1] - 1]
 
@@ -219,4 +242,5 @@ def latent_cells(stack: base.LayerStack, edges: Sequence[int], k: int,
   """Grid cells pooled into hidden block `k`'s natural parameters (1 for a
   latent without positions or with `grid = 0`)."""
   n = stack.position_ndim[edges[k + 1] - 1]
-  return latent.grid ** n if (latent.grid and latent.readout != "linear") else 1
+  return latent.grid ** n if (latent.grid and latent.readout not in
+                              HEAD_READOUTS) else 1

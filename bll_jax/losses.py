@@ -29,6 +29,7 @@ shape); reduce it with a mean, a mask, or a sum as the task needs.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -338,6 +339,60 @@ def feedback_ml_loss(family: FamilyLike, eta_fwd, eta_fb, labels, *,
   own = _label_rows(eta_fb, labels)[:, None, :]
   ce = family.raw_cross_entropy(jax.lax.stop_gradient(flat), own)   # [N, S]
   return jnp.sum(ce, 1).reshape(batch_shape)
+
+
+# ------------------------------------------------------- token targets
+
+
+def shifted_targets(labels, weights, offsets: Sequence[int]
+                    ) -> tuple[Array, Array]:
+  r"""Each position's target shifted by each of `offsets` along time.
+
+  In a causal sequence model the latent of position `t` feeds (through
+  attention) every later prediction, so it is a parent of `y_{t+1}`,
+  `y_{t+2}`, ...; it has also read the tokens `x_t, x_{t-1}`, ...
+  (`docs/theory.md`, section 6, "Token targets"). With
+  `labels[..., t] = y_{t+1} = x_{t+1}`, offset `o` gives position `t` the
+  token `labels[t + o]` (`o = 0`: the next token; `o = 1`: the one after;
+  `o = -1`: the current token `x_t`), and whether it exists:
+
+  .. math::
+
+     y^{(o)}_t = \text{labels}_{t+o}, \qquad
+     m^{(o)}_t = [\,0 \le t + o < T\ \text{and}\ \text{weights}_{t+o} > 0\,].
+
+  A target outside the window (or of zero weight: padding) gets label 0 and
+  `m = 0`; for `o = 0`, `weights * m = weights`.
+
+  Args:
+    labels: integer targets `[..., T]`.
+    weights: their weights, same shape.
+    offsets: integer shifts, each in `(-T, T)`.
+
+  Returns:
+    `(labels, valid)` of shape `[len(offsets), ..., T]`, `valid` the 0/1
+    `m` (float).
+  """
+  labels = jnp.asarray(labels)
+  weights = jnp.asarray(weights)
+  _checks.same_shape(("labels", "weights"), labels, weights)
+  if labels.ndim < 1:
+    raise ValueError(f"labels must end in a time axis, got shape {labels.shape}")
+  length = labels.shape[-1]
+  offsets = tuple(offsets)
+  if not offsets or any(not isinstance(o, int) or abs(o) >= length
+                        for o in offsets):
+    raise ValueError(f"offsets must be integers in ({-length}, {length}) "
+                     f"(the window holds {length} tokens), got {offsets!r}")
+  present = (weights > 0).astype(weights.dtype)
+
+  def shift(x, o):
+    pad = [(0, 0)] * (x.ndim - 1)
+    if o >= 0:
+      return jnp.pad(x[..., o:], pad + [(0, o)])
+    return jnp.pad(x[..., :length + o], pad + [(-o, 0)])
+  return (jnp.stack([shift(labels, o) for o in offsets]),
+          jnp.stack([shift(present, o) for o in offsets]))
 
 
 # --------------------------------------------------- optional regularisers

@@ -90,3 +90,56 @@ def test_engine_pools_each_stage_to_the_grid():
           engine.init(jax.random.key(0),
                       jnp.zeros((2, 12, 12, 1))).feedback.params, None))
   assert [f.shape for f in fb] == [(NUM_CLASSES, 2 * 4 * c) for c in (4, 8, 16)]
+
+
+def test_mlp_readout_is_a_small_network_on_the_features_it_passes_on():
+  """`readout='mlp'`: `eta = W2 gelu(W1 LN(h) + c1) + c2` from the block's
+  features `h`, computed here from the parameters; the block passes `h` on."""
+  import flax.linen as nn
+  stack = models.mlp((8, 8), 3)
+  latent = blocks.Latent(families.Gaussian(), readout="mlp", readout_features=5)
+  block = blocks.make_blocks(stack, (0, 1, 3), [latent])[0]
+  x = jax.random.normal(jax.random.key(0), (4, 12))
+  variables = block.init(jax.random.key(1), x)
+  eta, h = block.apply(variables, x)
+  p = variables["params"]
+  assert set(p) >= {"readout_norm", "readout_hidden", "readout"}
+  features = jax.nn.relu(x @ p["units_0"]["Dense_0"]["kernel"]
+                         + p["units_0"]["Dense_0"]["bias"])
+  np.testing.assert_allclose(h, features, rtol=1e-5, atol=1e-6)
+  mean = features.mean(-1, keepdims=True)
+  var = features.var(-1, keepdims=True)
+  normed = ((features - mean) / np.sqrt(var + 1e-6)
+            * p["readout_norm"]["scale"] + p["readout_norm"]["bias"])
+  hidden = nn.gelu(normed @ p["readout_hidden"]["kernel"]
+                   + p["readout_hidden"]["bias"])
+  assert p["readout_hidden"]["kernel"].shape == (8, 32)
+  np.testing.assert_allclose(
+      eta, hidden @ p["readout"]["kernel"] + p["readout"]["bias"],
+      rtol=1e-4, atol=1e-5)
+  with pytest.raises(ValueError, match="readout='mlp' needs readout_features"):
+    blocks.Latent(families.Gaussian(), readout="mlp")
+
+
+def test_unit_readout_is_a_fresh_copy_of_the_next_unit_then_a_linear_head():
+  """`readout='unit'`: `eta = Dense(LN(act'(u'(h))))` with `u'` the unit
+  after the block under the block's own parameters, computed here by
+  applying that unit with them; the block passes `h` on."""
+  stack = models.mlp((8, 8, 8), 3)
+  latent = blocks.Latent(families.Gaussian(), readout="unit",
+                         readout_features=5)
+  block, above, _ = blocks.make_blocks(stack, (0, 1, 2, 4), [latent] * 2)
+  x = jax.random.normal(jax.random.key(0), (4, 12))
+  variables = block.init(jax.random.key(1), x)
+  eta, h = block.apply(variables, x)
+  p = variables["params"]
+  above_params = above.init(jax.random.key(2), h)["params"]
+  assert (jax.tree_util.tree_map(jnp.shape, p["readout_unit"])
+          == jax.tree_util.tree_map(jnp.shape, above_params["units_0"]))
+  copy = jax.nn.relu(stack.units[1].apply({"params": p["readout_unit"]}, h))
+  normed = ((copy - copy.mean(-1, keepdims=True))
+            / np.sqrt(copy.var(-1, keepdims=True) + 1e-6)
+            * p["readout_norm"]["scale"] + p["readout_norm"]["bias"])
+  np.testing.assert_allclose(
+      eta, normed @ p["readout"]["kernel"] + p["readout"]["bias"],
+      rtol=1e-4, atol=1e-5)

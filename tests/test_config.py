@@ -106,11 +106,28 @@ def test_overrides_follow_the_command_lines_rules():
   for overrides, match in [
       ({"blocks": 2, "cuts": (3, 5)}, "make 3 blocks but blocks is 2"),
       ({"method": "local", "family": "gaussian"}, "fixes family"),
+      ({"method": "local", "readout": "identity"},
+       r"fixes readout='linear' \(or one of"),
       ({"method": "local", "group_size": 4}, "number of classes"),
       ({"model.depth": 3}, "unknown config field 'model.depth'"),
       ({"epochs": "three"}, "epochs")]:
     with pytest.raises(config_lib.ConfigError, match=match):
       config_lib.from_overrides("fashion_mnist_resnet18", overrides)
+
+
+def test_local_keeps_a_deeper_head_and_a_head_per_target():
+  from bll_jax.training import build
+  for readout in ("linear", "mlp", "unit"):
+    config = config_lib.from_overrides(
+        "shakespeare_char", {"method": "local", "readout": readout,
+                             "horizon": 2, "history": 1})
+    resolved = build.resolve(config, 84)
+    assert resolved.readout == readout and resolved.family == "categorical"
+    # One Categorical group of the 84 classes per target: 3 targets.
+    assert resolved.group_size == 84 and resolved.readout_features == 3 * 84
+  default = build.resolve(config_lib.from_overrides(
+      "shakespeare_char", {"method": "local"}), 84)
+  assert default.readout == "linear" and default.readout_features == 84
 
 
 def test_the_default_workdir_is_unique_per_run():

@@ -417,3 +417,69 @@ def test_models_have_the_documented_units():
                                 "batch_stats": variables["batch_stats"][
                                     "layers_0"]}, x)
     assert out.shape == (2, pooled, pooled, 64)
+
+
+def test_horizon_and_history_score_each_position_against_its_targets():
+  """A hidden block's loss with horizon H and history R: at every position
+  t, the sum over the targets o in (0, .., H-1, -1, .., -R) of
+  -log q_o(labels[t + o]), each q_o a nearest-prototype softmax over its own
+  table (rows i*C .. (i+1)*C of the feedback for the i-th offset), computed
+  here by a float64 loop over positions and targets; and the feedback's
+  discriminative loss, each table's weighted mean over its targets."""
+  from bll_jax.engine import steps
+  from tests import _cases
+  c = _cases.NUM_CLASSES
+  engine = _cases.make_engine(_cases.TRANSFORMER, _cases.TRANSFORMER_CUTS,
+                              shape=(6,), horizon=2, history=1)
+  offsets = engine.objective.target_offsets
+  assert offsets == (0, 1, -1)
+  rng = np.random.default_rng(0)
+  inputs = jnp.asarray(rng.integers(0, c, (4, 6)), jnp.int32)
+  labels = rng.integers(0, c, (4, 6))
+  weights = rng.uniform(0.5, 2.0, (4, 6)).astype(np.float32)
+  weights[3] = 0.0                                   # a padded window
+  weights[2, 4] = 0.0                                # a padded token
+  state = engine.init(jax.random.key(0), inputs)
+  fb = engine.feedback_forward(state.feedback.params, None)
+  assert fb[0].shape == (len(offsets) * c, 16)
+  h_in = jnp.asarray(rng.normal(size=(4, 6, 16)), jnp.float32)
+  k = 1
+  loss, (out, _) = steps.block_loss(
+      engine, k, state.blocks[k].params, {}, h_in, fb[k],
+      jnp.asarray(labels), jnp.asarray(weights), jax.random.key(1))
+  eta, table = np.float64(out.eta), np.float64(fb[k])
+  variance = engine.latents[k].family.variance
+  total = 0.0
+  per_table, table_weight = np.zeros(len(offsets)), np.zeros(len(offsets))
+  for b in range(4):
+    for t in range(6):
+      for i, o in enumerate(offsets):
+        if not 0 <= t + o < 6 or weights[b, t + o] == 0:
+          continue
+        rows = table[i * c:(i + 1) * c]
+        scores = -np.sum(np.square(variance * eta[b, t] - variance * rows),
+                         -1) / (4 * variance)
+        log_q = scores - scores.max() - np.log(
+            np.sum(np.exp(scores - scores.max())))
+        nll = -log_q[labels[b, t + o]]
+        total += weights[b, t] * nll
+        per_table[i] += weights[b, t] * nll
+        table_weight[i] += weights[b, t]
+  np.testing.assert_allclose(float(loss), total / weights.sum(), rtol=1e-5)
+  np.testing.assert_allclose(
+      float(engine.recipe.feedback_term(engine, k, out.eta, fb[k],
+                                        jnp.asarray(labels),
+                                        jnp.asarray(weights))),
+      np.sum(per_table / table_weight), rtol=1e-5)
+  # The block's own prediction in evaluation is the next token's.
+  logits = engine.recipe.hidden_logits(engine, k, out, fb[k])
+  np.testing.assert_allclose(
+      logits, losses.local_logits(engine.latents[k].family, out.eta,
+                                  fb[k][:c]), rtol=1e-6)
+
+
+def test_more_targets_than_the_next_need_token_targets():
+  from tests import _cases
+  with pytest.raises(ValueError, match="2 targets per position .* need "
+                     "token targets"):
+    _cases.make_engine(_cases.MLP, history=1)

@@ -481,3 +481,26 @@ def test_position_and_per_example_shape_errors():
   with pytest.raises(ValueError, match=r"or \[2\] \+ \[num_classes, 4\]"):
     losses.local_loss(fam, jnp.zeros((2, 3, 4)), jnp.zeros((3, 5, 4)),
                       jnp.zeros(2, jnp.int32), position_ndim=1)
+
+
+def test_shifted_targets_move_labels_and_mask_outside_the_window():
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 7, (3, 5))
+  weights = rng.uniform(0.5, 2.0, size=(3, 5)).astype(np.float32)
+  weights[1, 3] = 0.0                                   # a padded token
+  offsets = (0, 1, 2, -1, -2)
+  got_labels, valid = losses.shifted_targets(labels, weights, offsets)
+  assert got_labels.shape == valid.shape == (5, 3, 5)
+  for i, o in enumerate(offsets):
+    for b in range(3):
+      for t in range(5):
+        inside = 0 <= t + o < 5
+        assert got_labels[i, b, t] == (labels[b, t + o] if inside else 0)
+        assert valid[i, b, t] == float(inside and weights[b, t + o] > 0)
+  np.testing.assert_array_equal(weights * valid[0], weights)
+  with pytest.raises(ValueError, match=r"offsets must be integers in \(-5, 5\)"):
+    losses.shifted_targets(labels, weights, (0, 5))
+  with pytest.raises(ValueError, match="offsets must be integers"):
+    losses.shifted_targets(labels, weights, ())
+  with pytest.raises(ValueError, match="weights must have the shape"):
+    losses.shifted_targets(labels, weights[:, :4], (0,))

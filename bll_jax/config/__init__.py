@@ -22,12 +22,14 @@ from bll_jax.config.resume import check_resumable
 from bll_jax.config.resume import saved_config
 from bll_jax.config.schema import FIELDS
 from bll_jax.config.schema import FIELDS_BY_NAME
+from bll_jax.config.schema import METHOD_CHOICES
 from bll_jax.config.schema import METHOD_SETTINGS
 from bll_jax.config.schema import ConfigError
 from bll_jax.config.schema import Field
 from bll_jax.config.schema import base_config
 
-__all__ = ["FIELDS", "FIELDS_BY_NAME", "METHOD_SETTINGS", "PRESETS",
+__all__ = ["FIELDS", "FIELDS_BY_NAME", "METHOD_CHOICES", "METHOD_SETTINGS",
+           "PRESETS",
            "ConfigError", "Field", "apply_overrides", "base_config", "check",
            "check_resumable", "default_workdir", "from_overrides",
            "get_config", "num_blocks", "saved_config"]

@@ -16,6 +16,7 @@ import ml_collections
 
 from bll_jax.config import presets
 from bll_jax.config.schema import FIELDS_BY_NAME
+from bll_jax.config.schema import METHOD_CHOICES
 from bll_jax.config.schema import METHOD_SETTINGS
 from bll_jax.config.schema import ConfigError
 
@@ -30,7 +31,8 @@ def apply_overrides(config: ml_collections.ConfigDict,
     (`cuts`, which otherwise take precedence): the preset's cuts are
     dropped; both given must agree (`len(cuts) + 1 == blocks`);
   * `local` and `drtp` fix some fields (:data:`METHOD_SETTINGS`): setting
-    one of them to another value is refused.
+    one of them to another value is refused, except the alternatives of
+    :data:`METHOD_CHOICES` (local's deeper heads).
 
   Raises:
     ConfigError: an unknown field, a value of the wrong type, or settings
@@ -57,15 +59,19 @@ def apply_overrides(config: ml_collections.ConfigDict,
         f"cuts {','.join(map(str, config.cuts))} make {len(config.cuts) + 1} "
         f"blocks but blocks is {config.blocks}; give one of the two")
   fixed = METHOD_SETTINGS.get(config.method, {})
+  choices = METHOD_CHOICES.get(config.method, {})
   for field, value in fixed.items():
+    if field in explicit and config[field] in choices.get(field, ()):
+      continue
     if field in explicit and value is None:
       raise ConfigError(
           f"method {config.method!r} sets {field} to the number of classes; "
           f"do not set {field} (or use method bll to choose it)")
     if field in explicit and config[field] != value:
       raise ConfigError(
-          f"method {config.method!r} fixes {field}={value!r}; got "
-          f"{field} {config[field]!r} (use method bll to choose it)")
+          f"method {config.method!r} fixes {field}={value!r}"
+          + (f" (or one of {choices[field]})" if field in choices else "")
+          + f"; got {field} {config[field]!r} (use method bll to choose it)")
   return explicit
 
 

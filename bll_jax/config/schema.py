@@ -73,7 +73,7 @@ FAMILIES = ("bernoulli", "categorical", "gaussian",
 FEEDBACK_MODES = ("direct", "chained", "chained_local", "bootstrapped",
                   "random", "onehot")
 FEEDBACK_LOSSES = ("ml", "discriminative", "both")
-READOUTS = ("identity", "linear")
+READOUTS = ("identity", "linear", "mlp", "unit")
 TRANSMITS = ("mean", "sample")
 BOUNDARIES = ("auto", "pre", "post")
 RECIPES = ("", "authors")
@@ -170,6 +170,12 @@ FIELDS: tuple[Field, ...] = (
       bound="non_negative"),
     F("decorrelation", 0.0, "weight of the batch decorrelation term",
       bound="non_negative"),
+    F("horizon", 1, "token targets: score each position's hidden latent "
+      "against the next this many tokens (a feedback table each)",
+      bound="at_least_one"),
+    F("history", 0, "token targets: and against this many of the tokens "
+      "it has read (1 = the current one; docs/theory.md section 6)",
+      bound="non_negative"),
     # The authors' recipe (bll_jax.recipes.authors).
     F("recipe", "", "\"\" = the principled losses; authors = the losses of "
       "the authors' public code", RECIPES),
@@ -256,6 +262,11 @@ METHOD_SETTINGS = {
     "local": {"family": "categorical", "group_size": None, "readout": "linear",
               "readout_features": None, "feedback": "onehot"},
     "drtp": {"family": "gaussian", "readout": "identity", "feedback": "random"},
+}
+# Fixed fields a method still lets the user choose among some values (the
+# first is what METHOD_SETTINGS sets): local classifiers with a deeper head.
+METHOD_CHOICES = {
+    "local": {"readout": ("linear", "mlp", "unit")},
 }
 
 

@@ -81,7 +81,8 @@ class Engine:
         input_shape=input_shape, input_dtype=input_dtype,
         feedback_mode=feedback_mode if method == "bll" else None,
         feedback_init_scale=feedback_init_scale, onehot_scale=onehot_scale,
-        aux_classes=self.recipe.auxiliary_classes(num_classes))
+        aux_classes=self.recipe.auxiliary_classes(num_classes),
+        targets=len(objective.target_offsets))
     if (isinstance(objective.temperature, tuple)
         and len(objective.temperature) != len(self.latents)):
       raise ValueError(f"temperature has {len(objective.temperature)} "

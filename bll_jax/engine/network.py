@@ -72,6 +72,9 @@ class Network:
     feedback_init_scale, onehot_scale: see :class:`~bll_jax.feedback.Feedback`.
     aux_classes: give every hidden block an auxiliary classifier with this
       many classes (0: none).
+    targets: targets per position (token targets): the feedback holds one
+      table of `num_classes` rows per target, `[targets * num_classes, P]`
+      (:attr:`~bll_jax.engine.objective.Objective.target_offsets`).
   """
 
   def __init__(self, stack: base.LayerStack, edges: Sequence[int],
@@ -79,7 +82,7 @@ class Network:
                input_shape: Sequence[int], input_dtype: Any,
                feedback_mode: str | None = None,
                feedback_init_scale: float = 1.0, onehot_scale: float = 30.0,
-               aux_classes: int = 0):
+               aux_classes: int = 0, targets: int = 1):
     if feedback_mode is not None and feedback_mode not in feedback_lib.MODES:
       raise ValueError(f"feedback must be one of {feedback_lib.MODES}, got "
                        f"{feedback_mode!r}")
@@ -87,6 +90,11 @@ class Network:
     self.edges = tuple(edges)
     self.num_classes = num_classes
     self.token_targets = stack.token_targets
+    if targets > 1 and not self.token_targets:
+      raise ValueError(f"{targets} targets per position (horizon, history) "
+                       "score a position against the tokens around it: "
+                       "they need token targets (a Transformer on "
+                       "sequences); use horizon 1 and history 0")
     self.input_shape, self.input_dtype = tuple(input_shape), input_dtype
     self.latents = tuple(
         dataclasses.replace(lat, position_ndim=blocks_lib.latent_position_ndim(
@@ -103,7 +111,7 @@ class Network:
     if feedback_mode is not None and hidden:
       sizes = tuple(s[-1] for s in self.eta_shapes[:hidden])
       self.feedback = feedback_lib.Feedback(
-          feedback_mode, num_classes, self.latents, sizes,
+          feedback_mode, num_classes * targets, self.latents, sizes,
           feedback_init_scale, onehot_scale)
 
   @property

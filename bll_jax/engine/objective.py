@@ -14,7 +14,13 @@ formulation of `docs/theory.md`:
            \;(+\ \lambda\, L^{decor}_k),
 
   :func:`bll_jax.losses.local_loss`, with `T_k` the block's temperature
-  times its positions when their scores are averaged;
+  times its positions when their scores are averaged; for token targets
+  with more than the next token (`horizon`, `history`), position `t` is
+  scored against each target `o` of :attr:`Objective.target_offsets`, each
+  with its own feedback table `b_k^{(o)}`:
+  `L_{k,t} = -sum_o m_{t,o} log q_o(labels_{t+o} | alpha_{k,t})`, `m`
+  masking targets outside the window
+  (:func:`bll_jax.losses.shifted_targets`, `docs/theory.md` section 6);
 * the output block: the task's cross-entropy;
 * the feedback (gradient to `phi` only): `sum_k L^fb_k`, each term the
   maximum likelihood of `q(z_k | y)` (:func:`~bll_jax.losses.feedback_ml_loss`),
@@ -63,6 +69,15 @@ class Objective:
       summed scores by the number of positions `S` (temperature `T * S`),
       or of grid cells for a latent pooled to a grid (`Latent.grid`): the
       map's evidence is averaged, not counted `S` times.
+    horizon: token targets only: how many of the next tokens each
+      position's hidden latent is scored against (1: the next token alone).
+    history: token targets only: how many of the tokens each position has
+      read it is also scored against (1: the current token; 0: none), an
+      information-keeping term (`docs/theory.md`, section 6).
+
+  The feedback holds one table of `C` rows per target,
+  `[len(target_offsets) * C, P]`, in the order of :attr:`target_offsets`:
+  the next token's table first.
   """
 
   temperature: float | tuple[float, ...] = 1.0
@@ -71,6 +86,16 @@ class Objective:
   chunk_size: int | None = None
   decorrelation: float = 0.0
   position_average: bool = True
+  horizon: int = 1
+  history: int = 0
+
+  @property
+  def target_offsets(self) -> tuple[int, ...]:
+    """The targets of a position `t`, as shifts of its label `y_{t+1}`:
+    `0, 1, ..., horizon - 1` (tokens ahead), then `-1, ..., -history` (the
+    tokens read: `x_t, x_{t-1}`, ...)."""
+    return (tuple(range(self.horizon))
+            + tuple(-(i + 1) for i in range(self.history)))
 
   def __post_init__(self):
     temperatures = (self.temperature if isinstance(self.temperature, tuple)
@@ -82,6 +107,12 @@ class Objective:
     if self.feedback_loss not in FEEDBACK_LOSSES:
       raise ValueError(f"feedback_loss must be one of {FEEDBACK_LOSSES}, got "
                        f"{self.feedback_loss!r}")
+    if not isinstance(self.horizon, int) or self.horizon < 1:
+      raise ValueError(f"horizon must be an integer >= 1, got "
+                       f"{self.horizon!r}")
+    if not isinstance(self.history, int) or self.history < 0:
+      raise ValueError(f"history must be an integer >= 0, got "
+                       f"{self.history!r}")
 
 
 def weighted_mean(values: Array, weights: Array) -> Array:
@@ -153,6 +184,22 @@ class LossRecipe(Protocol):
     """Hidden block `k`'s own class logits in evaluation (`None`: none)."""
 
 
+def target_terms(fb_k: Array, labels: Array, weights: Array,
+                 offsets: tuple[int, ...]):
+  """`[(table_o, labels_o, valid_o)]`, one per target offset `o`: the rows
+  of `fb_k` of that target (table `i` of `offsets[i]`: rows `i * C ..
+  (i + 1) * C`), its labels, and 1 where it exists
+  (:func:`bll_jax.losses.shifted_targets`). For the next token alone
+  (`offsets == (0,)`): `fb_k`, the labels, and `None` (every target
+  exists)."""
+  if offsets == (0,):
+    return [(fb_k, labels, None)]
+  c = fb_k.shape[-2] // len(offsets)
+  shifted, valid = losses.shifted_targets(labels, weights, offsets)
+  return [(fb_k[..., i * c:(i + 1) * c, :], shifted[i], valid[i])
+          for i in range(len(offsets))]
+
+
 @dataclasses.dataclass(frozen=True)
 class BlockLocalLosses:
   """The principled losses of `docs/theory.md` (see the module docstring),
@@ -176,11 +223,15 @@ class BlockLocalLosses:
       return output_objective(out.eta, labels, weights,
                               objective.label_smoothing, mean)
     latent = engine.latents[k]
-    per_example = losses.local_loss(
-        latent.family, out.eta, sg(fb_k), labels,
-        temperature=engine.score_temperature(k, out.eta),
-        chunk_size=objective.chunk_size,
-        position_ndim=latent.position_ndim)
+    temperature = engine.score_temperature(k, out.eta)
+    per_example = 0.0
+    for table, targets, valid in target_terms(
+        fb_k, labels, weights, objective.target_offsets):
+      term = losses.local_loss(
+          latent.family, out.eta, sg(table), targets,
+          temperature=temperature, chunk_size=objective.chunk_size,
+          position_ndim=latent.position_ndim)
+      per_example = per_example + (term if valid is None else valid * term)
     loss = mean(per_example, weights)
     metrics = {"loss": loss}
     if objective.decorrelation:
@@ -196,24 +247,28 @@ class BlockLocalLosses:
     kw = dict(position_ndim=latent.position_ndim)
     eta = sg(eta)
     total = 0.0
-    if objective.feedback_loss in ("ml", "both"):
-      total += weighted_mean(
-          losses.feedback_ml_loss(latent.family, eta, fb_k, labels, **kw),
-          weights)
-    if objective.feedback_loss in ("discriminative", "both"):
-      total += weighted_mean(
-          losses.feedback_discriminative_loss(
-              latent.family, eta, fb_k, labels,
-              temperature=engine.score_temperature(k, eta),
-              chunk_size=objective.chunk_size, **kw), weights)
+    for table, targets, valid in target_terms(
+        fb_k, labels, weights, objective.target_offsets):
+      target_weights = weights if valid is None else weights * valid
+      if objective.feedback_loss in ("ml", "both"):
+        total += weighted_mean(
+            losses.feedback_ml_loss(latent.family, eta, table, targets, **kw),
+            target_weights)
+      if objective.feedback_loss in ("discriminative", "both"):
+        total += weighted_mean(
+            losses.feedback_discriminative_loss(
+                latent.family, eta, table, targets,
+                temperature=engine.score_temperature(k, eta),
+                chunk_size=objective.chunk_size, **kw), target_weights)
     return total
 
   def hidden_logits(self, engine, k, out, fb_k):
     if fb_k is None:
       return None
     latent = engine.latents[k]
+    next_token = fb_k[..., :engine.num_classes, :]     # the first table
     return losses.local_logits(
-        latent.family, out.eta, fb_k,
+        latent.family, out.eta, next_token,
         temperature=engine.score_temperature(k, out.eta),
         chunk_size=engine.objective.chunk_size,
         position_ndim=latent.position_ndim)

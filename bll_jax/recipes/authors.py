@@ -135,6 +135,9 @@ class AuthorsRecipe:
       raise ValueError("the authors' recipe uses feedback 'direct' (a "
                        "linear map of the label), got "
                        f"{engine.feedback_mode!r}")
+    if engine.objective.target_offsets != (0,):
+      raise ValueError("the authors' recipe scores the next target only: "
+                       "use horizon 1 and history 0")
 
   def block_tx(self, tx: optax.GradientTransformation
                ) -> optax.GradientTransformation:

@@ -15,6 +15,7 @@ from bll_jax import blocks as blocks_lib
 from bll_jax import engine as engine_lib
 from bll_jax import families as families_lib
 from bll_jax import models as models_lib
+from bll_jax.config import METHOD_CHOICES
 from bll_jax.config import METHOD_SETTINGS
 
 # `--dataset.eval-split validation` on an in-memory classification dataset:
@@ -26,8 +27,15 @@ def resolve(config: ml_collections.ConfigDict, num_classes: int
             ) -> ml_collections.ConfigDict:
   """A copy of `config` with the settings `local` and `drtp` stand for."""
   config = ml_collections.ConfigDict(config.to_dict())
+  choices = METHOD_CHOICES.get(config.method, {})
   for field, value in METHOD_SETTINGS.get(config.method, {}).items():
-    config[field] = num_classes if value is None else value
+    if config[field] not in choices.get(field, ()):
+      config[field] = num_classes if value is None else value
+  if config.method == "local":
+    # One classifier head of C units per target (a Categorical group
+    # each): the onehot feedback is s * I over all the targets' rows.
+    config.readout_features = num_classes * (int(config.horizon)
+                                             + int(config.history))
   if config.recipe == "authors":
     # The recipe reads the block outputs as features; its feedback is a
     # bias-free linear map of the label, initialised like PyTorch's Linear
@@ -149,7 +157,8 @@ def make_engine(config, info, steps_per_epoch: int, total_steps: int,
       feedback_loss=config.feedback_loss,
       label_smoothing=float(config.label_smoothing),
       chunk_size=int(config.chunk_size) or None,
-      decorrelation=float(config.decorrelation))
+      decorrelation=float(config.decorrelation),
+      horizon=int(config.horizon), history=int(config.history))
   recipe = None
   if config.recipe == "authors":
     from bll_jax.recipes import authors

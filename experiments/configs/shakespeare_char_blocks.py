@@ -33,6 +33,17 @@ VARIANTS["bll T=3 K=8"] = {"temperature": 3.0, "blocks": 8}
 # embedding alone.
 VARIANTS["bll K=7"] = {**METHODS["bll"], "blocks": 7}
 
+# What the screen (`ablation_lm_screen`, 600 updates, validation) passed:
+# a deeper local head, a fresh decoder layer then LayerNorm and a dense
+# layer (AugLocal's auxiliary network), for greedy classifiers and for bll
+# with calibrated temperatures.
+for _k in (4, 8):
+  VARIANTS[f"local readout=unit K={_k}"] = {**METHODS["local"],
+                                            "readout": "unit", "blocks": _k}
+  VARIANTS[f"bll-calibrated readout=unit K={_k}"] = {
+      **METHODS["bll-calibrated"], "readout": "unit",
+      "readout_features": 128, "blocks": _k}
+
 # What the block-local runs reach, in backprop's terms: the same network,
 # trained end to end, with only its first one or two decoder layers.
 for _layers in (1, 2):

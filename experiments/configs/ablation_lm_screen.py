@@ -1,0 +1,68 @@
+"""What keeps the language model's depth in use: a 600-update screen, K = 4.
+
+`shakespeare_char_blocks` found every block of a 4-block cut reaching the
+same token accuracy, the output block no better than the first, and
+greedy `local` classifiers 10% above backprop's validation loss. Two
+explanations, each with the changes that would follow from it, screened
+on the validation split with 600 of the preset's 2000 updates, one seed
+(a screen: the rows that pass are run in full in `shakespeare_char_blocks`):
+
+* the local target throws away what later positions need from a latent:
+  score each position against more targets (`horizon`: the next 4 tokens;
+  `history`: the token it has read, an InfoPro-like term; docs/theory.md
+  section 6);
+* a block must make the next token *linearly* decodable from its output, so
+  it commits early: a deeper local head (`readout mlp`: LayerNorm, an MLP;
+  `readout unit`: a fresh decoder layer, then LayerNorm and a dense layer,
+  AugLocal's auxiliary network);
+* (an optimiser effect: the blocks above chase a moving input) a cosine
+  schedule, for every method alike;
+* and two cut probes: `local` with only the embedding (`cuts 1`) or the
+  embedding and the first decoder layer (`cuts 2`) trained greedily, the
+  rest end to end.
+
+    python -m experiments.sweep ablation_lm_screen
+"""
+
+from experiments.configs import METHODS
+
+_LOCAL = METHODS["local"]
+_COSINE = {"lr_schedule": "cosine", "warmup_epochs": 0.05}
+# local's settings written out (family, groups and feedback as `--method
+# local` sets them for the corpus's 84 characters) with a deeper head.
+_LOCAL_AS_BLL = {"family": "categorical", "group_size": 84,
+                 "readout_features": 84, "feedback": "onehot"}
+
+VARIANTS = {
+    "bp": METHODS["bp"],
+    "bll": METHODS["bll"],
+    "local": _LOCAL,
+    "bll horizon=4": {"horizon": 4},
+    "local horizon=4": {**_LOCAL, "horizon": 4},
+    "bll history=1": {"history": 1},
+    "local history=1": {**_LOCAL, "history": 1},
+    "bll readout=mlp": {"readout": "mlp", "readout_features": 128},
+    "local readout=mlp": {**_LOCAL_AS_BLL, "readout": "mlp"},
+    "bll readout=unit": {"readout": "unit", "readout_features": 128},
+    "local readout=unit": {**_LOCAL_AS_BLL, "readout": "unit"},
+    "bll-calibrated": METHODS["bll-calibrated"],
+    "bll-calibrated readout=unit": {**METHODS["bll-calibrated"],
+                                    "readout": "unit",
+                                    "readout_features": 128},
+    "bp cosine": {**METHODS["bp"], **_COSINE},
+    "bll cosine": _COSINE,
+    "local cosine": {**_LOCAL, **_COSINE},
+    "local cuts=1": {**_LOCAL, "cuts": (1,)},
+    "local cuts=2": {**_LOCAL, "cuts": (2,)},
+}
+
+EXPERIMENT = {
+    "title": "Screen: what keeps the language model's depth in use "
+             "(Shakespeare, 6-layer Transformer, K = 4, 600 updates, "
+             "validation)",
+    "preset": "shakespeare_char",
+    "overrides": {"dataset.eval_split": "validation", "steps": 600},
+    "variants": VARIANTS,
+    "seeds": (0,),
+    "metrics": ("test_accuracy", "test_bits_per_token"),
+}
