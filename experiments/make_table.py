@@ -215,22 +215,43 @@ def plots(experiment: dict, runs: dict[str, list[dict]], out: str
   metric = experiment["metrics"][-1]
   key = "test/" + metric.removeprefix("test_")
   fig, (curves, depth) = plt.subplots(1, 2, figsize=(12, 4.5))
-  for label in experiment["runs"]:
-    if label not in runs:
-      continue
+  labels = [label for label in experiment["runs"] if label in runs]
+  if len(labels) > 10:                      # tab10 would repeat its colours
+    colors = plt.get_cmap("tab20").colors
+    for ax in (curves, depth):
+      ax.set_prop_cycle(color=colors)
+  # One evaluation per run (a screen of a few hundred updates): the final
+  # metric as bars, not curves of one point.
+  single = all(len(r["history"]) == 1 for label in labels
+               for r in runs[label])
+  if single:
+    means = [statistics.mean(r["history"][-1][key] for r in runs[label])
+             for label in labels]
+    sds = [_sd(runs, label, metric) for label in labels]
+    curves.barh(range(len(labels)), means, xerr=sds,
+                color=[plt.get_cmap("tab20").colors[i % 20]
+                       for i in range(len(labels))])
+    curves.set_yticks(range(len(labels)), labels, fontsize=7)
+    curves.invert_yaxis()
+    lo = min(means)
+    curves.set_xlim(lo - 0.1 * (max(means) - lo + 1e-9), None)
+    curves.set(xlabel=f"{metric.replace('_', ' ')} (mean over seeds)",
+               title="final evaluation")
+  for label in labels:
     group = runs[label]
-    epochs = min(len(r["history"]) for r in group)
-    xs = [group[0]["history"][e]["epoch"] for e in range(epochs)]
-    ys = [statistics.mean(r["history"][e][key] for r in group)
-          for e in range(epochs)]
-    curves.plot(xs, ys, marker="o", label=label)
+    if not single:
+      epochs = min(len(r["history"]) for r in group)
+      xs = [group[0]["history"][e]["epoch"] for e in range(epochs)]
+      ys = [statistics.mean(r["history"][e][key] for r in group)
+            for e in range(epochs)]
+      curves.plot(xs, ys, marker="o", label=label)
     blocks = per_block_means(group)
     ks = [k + 1 for k, v in enumerate(blocks) if v is not None]
     depth.plot(ks, [v for v in blocks if v is not None], marker="o",
                label=label)
-  curves.set(xlabel="epoch", ylabel=f"{metric.replace('_', ' ')} "
-             "(mean over seeds)",
-             title="learning curves")
+  if not single:
+    curves.set(xlabel="epoch", ylabel=f"{metric.replace('_', ' ')} "
+               "(mean over seeds)", title="learning curves")
   depth.set(xlabel="block (the last is the output)",
             ylabel="the block's own test accuracy",
             title="accuracy by depth")
