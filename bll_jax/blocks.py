@@ -121,8 +121,10 @@ class Block(nn.Module):
   latent: Latent | None = None
   unit_position_ndim: int = 0
   aux_classes: int = 0
-  next_unit: nn.Module | None = None      # copied by readout "unit"
+  # The unit after the block, its activation and positions: readout "unit".
+  next_unit: nn.Module | None = None
   next_activation: Callable[[Array], Array] | None = None
+  next_position_ndim: int = 0
 
   @nn.compact
   def __call__(self, h, train: bool = False):
@@ -144,13 +146,14 @@ class Block(nn.Module):
     n = self.unit_position_ndim
     if self.latent.readout in HEAD_READOUTS:
       features = act(pre)
-      head_in = features
+      head_in, head_n = features, n
       if self.latent.readout == "unit":
         unit = self.next_unit.clone(parent=self, name="readout_unit")
         head_in = nn.LayerNorm(name="readout_norm")(
             self.next_activation(unit(features, train=train)))
+        head_n = self.next_position_ndim
       pooled = pooling.flatten_cells(
-          pooling.grid_pool(head_in, n, max(self.latent.grid, 1)), n)
+          pooling.grid_pool(head_in, head_n, max(self.latent.grid, 1)), head_n)
       if self.latent.readout == "mlp":
         pooled = nn.gelu(nn.Dense(4 * pooled.shape[-1], name="readout_hidden")(
             nn.LayerNorm(name="readout_norm")(pooled)))
@@ -224,7 +227,8 @@ def make_blocks(stack: base.LayerStack, edges: Sequence[int],
                         stack.position_ndim[j - 1],
                         aux_classes if latent is not None else 0,
                         stack.units[j] if copied else None,
-                        stack.activations[j] if copied else None))
+                        stack.activations[j] if copied else None,
+                        stack.position_ndim[j] if copied else 0))
   return tuple(blocks)
 
 

@@ -143,3 +143,18 @@ def test_unit_readout_is_a_fresh_copy_of_the_next_unit_then_a_linear_head():
   np.testing.assert_allclose(
       eta, normed @ p["readout"]["kernel"] + p["readout"]["bias"],
       rtol=1e-4, atol=1e-5)
+
+
+def test_unit_readout_fits_every_cut_of_a_cnn():
+  """The copied unit may stride, hold BatchNorm, or be the flattening head:
+  the head pools what the copy returns, with the copy's own positions."""
+  stack = models.cnn((4, 8, 8), (3, 3, 3), (1, 2, 1), NUM_CLASSES, 1)
+  latent = blocks.Latent(families.Gaussian(), readout="unit",
+                         readout_features=6)
+  h = jnp.ones((2, 12, 1))
+  for block in blocks.make_blocks(stack, (0, 1, 3, len(stack)), [latent] * 2):
+    variables = block.init(jax.random.key(0), h, train=True)
+    (eta, h), _ = block.apply(variables, h, train=True,
+                              mutable=["batch_stats"])
+    assert eta.shape[0] == 2 and bool(jnp.all(jnp.isfinite(eta)))
+  assert h.shape == (2, NUM_CLASSES)
