@@ -37,7 +37,7 @@ VARIANTS["bll K=7"] = {**METHODS["bll"], "blocks": 7}
 # a deeper local head, a fresh decoder layer then LayerNorm and a dense
 # layer (AugLocal's auxiliary network), for greedy classifiers and for bll
 # with calibrated temperatures.
-for _k in (4, 8):
+for _k in (2, 4, 8):
   VARIANTS[f"local readout=unit K={_k}"] = {**METHODS["local"],
                                             "readout": "unit", "blocks": _k}
   VARIANTS[f"bll-calibrated readout=unit K={_k}"] = {
