@@ -90,10 +90,10 @@ def score_spreads(engine, state, batch, key) -> tuple[float, ...]:
   fb = engine.feedback_forward(state.feedback.params, etas)
   spreads = []
   for k, latent in enumerate(engine.latents):
-    next_token = fb[k][..., :engine.num_classes, :]     # the first table
     try:
       spreads.append(score_spread(
-          latent.family, etas[k], next_token, batch["weights"],
+          latent.family, etas[k], engine.next_token_feedback(fb[k]),
+          batch["weights"],
           position_scale=engine.position_scale(k, etas[k]),
           position_ndim=latent.position_ndim,
           chunk_size=engine.objective.chunk_size))

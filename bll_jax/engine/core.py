@@ -168,6 +168,12 @@ class Engine:
     """`b_k` of every hidden block (empty without a feedback network)."""
     return self.network.feedback_forward(fb_params, etas)
 
+  def next_token_feedback(self, fb_k: Array) -> Array:
+    """The rows of `b_k` scoring the next target: the first of its tables
+    (one per :attr:`~bll_jax.engine.objective.Objective.target_offsets`),
+    `fb_k` itself when there is one."""
+    return fb_k[..., :self.num_classes, :]
+
   def block_temperature(self, k: int) -> float:
     """Hidden block `k`'s `T`: the objective's one value or its `k`th."""
     temperature = self.objective.temperature

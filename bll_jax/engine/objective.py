@@ -266,9 +266,8 @@ class BlockLocalLosses:
     if fb_k is None:
       return None
     latent = engine.latents[k]
-    next_token = fb_k[..., :engine.num_classes, :]     # the first table
     return losses.local_logits(
-        latent.family, out.eta, next_token,
+        latent.family, out.eta, engine.next_token_feedback(fb_k),
         temperature=engine.score_temperature(k, out.eta),
         chunk_size=engine.objective.chunk_size,
         position_ndim=latent.position_ndim)
