@@ -55,6 +55,12 @@ class Latent:
       features, then `Dense(LayerNorm(.))`, the auxiliary network built
       from the layers that follow, as AugLocal's.
     readout_features: latent units of the head readouts.
+    readout_depth: readout "unit" copies this many units after the block
+      (fewer where the stack ends sooner): `Dense(LayerNorm(act_{j+d-1}(
+      u'_{j+d-1}(... act_j(u'_j(h))))))`, each copy with its own
+      parameters. A deeper head asks less of the block's output (it need
+      only be decodable by the next `d` layers), as AugLocal's auxiliary
+      networks built from more of the layers above.
     transmit: "mean" passes on the mean `E[z]`, "sample" a draw `z` in
       training (and the mean in evaluation).
     boundary: where the natural parameters are read. "post": after the
@@ -83,6 +89,7 @@ class Latent:
   boundary: str = "auto"
   grid: int = 0
   position_ndim: int = 0
+  readout_depth: int = 1
 
   def reads_activation(self) -> bool:
     """Whether the natural parameters are read after the unit's activation."""
@@ -106,6 +113,13 @@ class Latent:
     if self.readout in HEAD_READOUTS and self.readout_features < 1:
       raise ValueError(f"readout={self.readout!r} needs readout_features >= "
                        f"1, got {self.readout_features}")
+    if (isinstance(self.readout_depth, bool)
+        or not isinstance(self.readout_depth, int) or self.readout_depth < 1):
+      raise ValueError(f"readout_depth must be an integer >= 1, got "
+                       f"{self.readout_depth!r}")
+    if self.readout_depth > 1 and self.readout != "unit":
+      raise ValueError(f"readout_depth={self.readout_depth} copies units: "
+                       f"it needs readout='unit', got {self.readout!r}")
 
 
 class Block(nn.Module):
@@ -121,9 +135,10 @@ class Block(nn.Module):
   latent: Latent | None = None
   unit_position_ndim: int = 0
   aux_classes: int = 0
-  # The unit after the block, its activation and positions: readout "unit".
-  next_unit: nn.Module | None = None
-  next_activation: Callable[[Array], Array] | None = None
+  # The units after the block, their activations and the last one's
+  # positions: readout "unit".
+  next_units: tuple[nn.Module, ...] = ()
+  next_activations: tuple[Callable[[Array], Array], ...] = ()
   next_position_ndim: int = 0
 
   @nn.compact
@@ -148,9 +163,12 @@ class Block(nn.Module):
       features = act(pre)
       head_in, head_n = features, n
       if self.latent.readout == "unit":
-        unit = self.next_unit.clone(parent=self, name="readout_unit")
-        head_in = nn.LayerNorm(name="readout_norm")(
-            self.next_activation(unit(features, train=train)))
+        for d, (unit, unit_act) in enumerate(zip(self.next_units,
+                                                 self.next_activations)):
+          copy = unit.clone(parent=self,
+                            name="readout_unit" + (f"_{d}" if d else ""))
+          head_in = unit_act(copy(head_in, train=train))
+        head_in = nn.LayerNorm(name="readout_norm")(head_in)
         head_n = self.next_position_ndim
       pooled = pooling.flatten_cells(
           pooling.grid_pool(head_in, head_n, max(self.latent.grid, 1)), head_n)
@@ -222,13 +240,15 @@ def make_blocks(stack: base.LayerStack, edges: Sequence[int],
   blocks = []
   for k, (i, j) in enumerate(zip(edges[:-1], edges[1:])):
     latent = latents[k] if k < len(latents) else None
-    copied = latent is not None and latent.readout == "unit"
+    copied = (j + latent.readout_depth if latent is not None
+              and latent.readout == "unit" else j)
+    copied = min(copied, len(stack))
     blocks.append(Block(stack.units[i:j], stack.activations[i:j], latent,
                         stack.position_ndim[j - 1],
                         aux_classes if latent is not None else 0,
-                        stack.units[j] if copied else None,
-                        stack.activations[j] if copied else None,
-                        stack.position_ndim[j] if copied else 0))
+                        tuple(stack.units[j:copied]),
+                        tuple(stack.activations[j:copied]),
+                        stack.position_ndim[copied - 1] if copied > j else 0))
   return tuple(blocks)
 
 

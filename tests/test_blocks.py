@@ -145,6 +145,39 @@ def test_unit_readout_is_a_fresh_copy_of_the_next_unit_then_a_linear_head():
       rtol=1e-4, atol=1e-5)
 
 
+def test_deeper_unit_readout_copies_the_next_units_in_order():
+  """`readout_depth=2`: `eta = Dense(LN(act_2(u'_2(act_1(u'_1(h))))))`,
+  both copies with the block's own parameters, computed here by applying
+  the stack's next two units with them; at the top of the stack the head
+  copies only the units that are left."""
+  stack = models.mlp((8, 6, 8), 3)
+  latent = blocks.Latent(families.Gaussian(), readout="unit",
+                         readout_features=5, readout_depth=2)
+  block, top, _ = blocks.make_blocks(stack, (0, 1, 3, 4), [latent] * 2)
+  x = jax.random.normal(jax.random.key(0), (4, 12))
+  variables = block.init(jax.random.key(1), x)
+  eta, h = block.apply(variables, x)
+  p = variables["params"]
+  first = jax.nn.relu(stack.units[1].apply({"params": p["readout_unit"]}, h))
+  second = jax.nn.relu(
+      stack.units[2].apply({"params": p["readout_unit_1"]}, first))
+  assert second.shape == (4, 8)
+  normed = ((second - second.mean(-1, keepdims=True))
+            / np.sqrt(second.var(-1, keepdims=True) + 1e-6)
+            * p["readout_norm"]["scale"] + p["readout_norm"]["bias"])
+  np.testing.assert_allclose(
+      eta, normed @ p["readout"]["kernel"] + p["readout"]["bias"],
+      rtol=1e-4, atol=1e-5)
+  top_params = top.init(jax.random.key(2), h)["params"]
+  assert "readout_unit" in top_params and "readout_unit_1" not in top_params
+  with pytest.raises(ValueError, match="readout_depth=2 copies units"):
+    blocks.Latent(families.Gaussian(), readout="mlp", readout_features=5,
+                  readout_depth=2)
+  with pytest.raises(ValueError, match="readout_depth must be an integer"):
+    blocks.Latent(families.Gaussian(), readout="unit", readout_features=5,
+                  readout_depth=0)
+
+
 def test_unit_readout_fits_every_cut_of_a_cnn():
   """The copied unit may stride, hold BatchNorm, or be the flattening head:
   the head pools what the copy returns, with the copy's own positions."""

@@ -156,6 +156,8 @@ FIELDS: tuple[Field, ...] = (
       "latent (bll_jax.blocks.Latent)", READOUTS),
     F("readout_features", 0, "linear readout: latent units",
       bound="non_negative"),
+    F("readout_depth", 1, "readout unit: how many units after the block "
+      "its head copies", bound="at_least_one"),
     F("grid", 0, "feature maps: 0 = one prototype per channel for all "
       "positions; g = pool to g x g cells, a prototype per cell",
       bound="non_negative"),

@@ -146,7 +146,8 @@ def make_engine(config, info, steps_per_epoch: int, total_steps: int,
   family = make_family(config)
   latent = blocks_lib.Latent(family, config.readout,
                              int(config.readout_features), config.transmit,
-                             config.boundary, int(config.grid))
+                             config.boundary, int(config.grid),
+                             readout_depth=int(config.readout_depth))
   method = "bp" if config.method == "bp" else "bll"
   tx = make_optimizer(config, steps_per_epoch, total_steps)
   fb_tx = make_optimizer(config, steps_per_epoch, total_steps,

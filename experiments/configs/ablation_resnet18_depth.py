@@ -9,7 +9,8 @@ tenth of the training images held out (never the test split): the
 per-block temperatures calibrated at init (what held the 16-block MLP,
 `fashion_mnist_mlp_blocks`), a fixed softer temperature, direct feedback
 (each block's prototypes from the label, not through the blocks above),
-and a coarser grid of prototypes.
+a coarser grid of prototypes, and a deeper local head (a copy of the
+residual block after the cut), for greedy classifiers and calibrated bll.
 """
 
 from experiments.configs import METHODS
@@ -26,6 +27,14 @@ VARIANTS = {
     "bll T=3 K=8": {"temperature": 3.0, **_K8},
     "bll-direct K=8": {**METHODS["bll-direct"], **_K8},
     "bll grid=2 K=8": {"grid": 2, **_K8},
+    # The deeper local head that held the language model at K = 8
+    # (ablation_lm_screen): a fresh copy of the residual block after the
+    # cut, LayerNorm, the 4 x 4 grid, a dense layer; for greedy
+    # classifiers too, so that both methods get the same head.
+    "local readout=unit K=8": {**METHODS["local"], "readout": "unit", **_K8},
+    "bll-calibrated readout=unit K=8": {
+        **METHODS["bll-calibrated"], "readout": "unit",
+        "readout_features": 256, **_K8},
 }
 
 EXPERIMENT = {
