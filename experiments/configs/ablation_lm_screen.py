@@ -14,7 +14,7 @@ on the validation split with 600 of the preset's 2000 updates, one seed
 * a block must make the next token *linearly* decodable from its output, so
   it commits early: a deeper local head (`readout mlp`: LayerNorm, an MLP;
   `readout unit`: a fresh decoder layer, then LayerNorm and a dense layer,
-  AugLocal's auxiliary network; `readout_depth 2`: two such layers);
+  AugLocal's auxiliary network; `readout_depth 2`, `3`: two or three such layers);
 * (an optimiser effect: the blocks above chase a moving input) a cosine
   schedule, for every method alike;
 * and two cut probes: `local` with only the embedding (`cuts 1`) or the
@@ -57,6 +57,9 @@ VARIANTS = {
         "readout_features": 128, "readout_depth": 2},
     "local readout=unit depth=2": {**_LOCAL_AS_BLL, "readout": "unit",
                                    "readout_depth": 2},
+    "bll-calibrated readout=unit depth=3": {
+        **METHODS["bll-calibrated"], "readout": "unit",
+        "readout_features": 128, "readout_depth": 3},
     "bp cosine": {**METHODS["bp"], **_COSINE},
     "bll cosine": _COSINE,
     "local cosine": {**_LOCAL, **_COSINE},
