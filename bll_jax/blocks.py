@@ -240,9 +240,9 @@ def make_blocks(stack: base.LayerStack, edges: Sequence[int],
   blocks = []
   for k, (i, j) in enumerate(zip(edges[:-1], edges[1:])):
     latent = latents[k] if k < len(latents) else None
-    copied = (j + latent.readout_depth if latent is not None
-              and latent.readout == "unit" else j)
-    copied = min(copied, len(stack))
+    depth = (latent.readout_depth
+             if latent is not None and latent.readout == "unit" else 0)
+    copied = min(j + depth, len(stack))       # units [j, copied) copied
     blocks.append(Block(stack.units[i:j], stack.activations[i:j], latent,
                         stack.position_ndim[j - 1],
                         aux_classes if latent is not None else 0,
