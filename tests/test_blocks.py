@@ -92,6 +92,13 @@ def test_engine_pools_each_stage_to_the_grid():
   assert [f.shape for f in fb] == [(NUM_CLASSES, 2 * 4 * c) for c in (4, 8, 16)]
 
 
+
+def _layer_norm(x, p):
+  """`LayerNorm` (epsilon 1e-6) of `x` under the parameters `p`."""
+  return ((x - x.mean(-1, keepdims=True))
+          / np.sqrt(x.var(-1, keepdims=True) + 1e-6) * p["scale"] + p["bias"])
+
+
 def test_mlp_readout_is_a_small_network_on_the_features_it_passes_on():
   """`readout='mlp'`: `eta = W2 gelu(W1 LN(h) + c1) + c2` from the block's
   features `h`, computed here from the parameters; the block passes `h` on."""
@@ -107,10 +114,7 @@ def test_mlp_readout_is_a_small_network_on_the_features_it_passes_on():
   features = jax.nn.relu(x @ p["units_0"]["Dense_0"]["kernel"]
                          + p["units_0"]["Dense_0"]["bias"])
   np.testing.assert_allclose(h, features, rtol=1e-5, atol=1e-6)
-  mean = features.mean(-1, keepdims=True)
-  var = features.var(-1, keepdims=True)
-  normed = ((features - mean) / np.sqrt(var + 1e-6)
-            * p["readout_norm"]["scale"] + p["readout_norm"]["bias"])
+  normed = _layer_norm(features, p["readout_norm"])
   hidden = nn.gelu(normed @ p["readout_hidden"]["kernel"]
                    + p["readout_hidden"]["bias"])
   assert p["readout_hidden"]["kernel"].shape == (8, 32)
@@ -137,9 +141,7 @@ def test_unit_readout_is_a_fresh_copy_of_the_next_unit_then_a_linear_head():
   assert (jax.tree_util.tree_map(jnp.shape, p["readout_unit"])
           == jax.tree_util.tree_map(jnp.shape, above_params["units_0"]))
   copy = jax.nn.relu(stack.units[1].apply({"params": p["readout_unit"]}, h))
-  normed = ((copy - copy.mean(-1, keepdims=True))
-            / np.sqrt(copy.var(-1, keepdims=True) + 1e-6)
-            * p["readout_norm"]["scale"] + p["readout_norm"]["bias"])
+  normed = _layer_norm(copy, p["readout_norm"])
   np.testing.assert_allclose(
       eta, normed @ p["readout"]["kernel"] + p["readout"]["bias"],
       rtol=1e-4, atol=1e-5)
@@ -162,9 +164,7 @@ def test_deeper_unit_readout_copies_the_next_units_in_order():
   second = jax.nn.relu(
       stack.units[2].apply({"params": p["readout_unit_1"]}, first))
   assert second.shape == (4, 8)
-  normed = ((second - second.mean(-1, keepdims=True))
-            / np.sqrt(second.var(-1, keepdims=True) + 1e-6)
-            * p["readout_norm"]["scale"] + p["readout_norm"]["bias"])
+  normed = _layer_norm(second, p["readout_norm"])
   np.testing.assert_allclose(
       eta, normed @ p["readout"]["kernel"] + p["readout"]["bias"],
       rtol=1e-4, atol=1e-5)

@@ -14,7 +14,8 @@ on the validation split with 600 of the preset's 2000 updates, one seed
 * a block must make the next token *linearly* decodable from its output, so
   it commits early: a deeper local head (`readout mlp`: LayerNorm, an MLP;
   `readout unit`: a fresh decoder layer, then LayerNorm and a dense layer,
-  AugLocal's auxiliary network; `readout_depth 2`, `3`: two or three such layers);
+  AugLocal's auxiliary network; `readout_depth` 2 and 3: two or three
+  such layers);
 * (an optimiser effect: the blocks above chase a moving input) a cosine
   schedule, for every method alike;
 * and two cut probes: `local` with only the embedding (`cuts 1`) or the
@@ -32,6 +33,9 @@ _COSINE = {"lr_schedule": "cosine", "warmup_epochs": 0.05}
 # local` sets them for the corpus's 84 characters) with a deeper head.
 _LOCAL_AS_BLL = {"family": "categorical", "group_size": 84,
                  "readout_features": 84, "feedback": "onehot"}
+# Calibrated bll read through a decoder-layer head of 128 latent units.
+_CALIBRATED_UNIT = {**METHODS["bll-calibrated"], "readout": "unit",
+                    "readout_features": 128}
 
 VARIANTS = {
     "bp": METHODS["bp"],
@@ -46,20 +50,16 @@ VARIANTS = {
     "bll readout=unit": {"readout": "unit", "readout_features": 128},
     "local readout=unit": {**_LOCAL_AS_BLL, "readout": "unit"},
     "bll-calibrated": METHODS["bll-calibrated"],
-    "bll-calibrated readout=unit": {**METHODS["bll-calibrated"],
-                                    "readout": "unit",
-                                    "readout_features": 128},
-    # Two decoder layers copied into each head (AugLocal's deeper
-    # auxiliary networks): the block's output need only be decodable two
-    # layers on.
-    "bll-calibrated readout=unit depth=2": {
-        **METHODS["bll-calibrated"], "readout": "unit",
-        "readout_features": 128, "readout_depth": 2},
+    "bll-calibrated readout=unit": _CALIBRATED_UNIT,
+    # Two or three decoder layers copied into each head (AugLocal's deeper
+    # auxiliary networks): the block's output need only be decodable that
+    # many layers on.
+    "bll-calibrated readout=unit depth=2": {**_CALIBRATED_UNIT,
+                                            "readout_depth": 2},
     "local readout=unit depth=2": {**_LOCAL_AS_BLL, "readout": "unit",
                                    "readout_depth": 2},
-    "bll-calibrated readout=unit depth=3": {
-        **METHODS["bll-calibrated"], "readout": "unit",
-        "readout_features": 128, "readout_depth": 3},
+    "bll-calibrated readout=unit depth=3": {**_CALIBRATED_UNIT,
+                                            "readout_depth": 3},
     "bp cosine": {**METHODS["bp"], **_COSINE},
     "bll cosine": _COSINE,
     "local cosine": {**_LOCAL, **_COSINE},
