@@ -92,7 +92,6 @@ def test_engine_pools_each_stage_to_the_grid():
   assert [f.shape for f in fb] == [(NUM_CLASSES, 2 * 4 * c) for c in (4, 8, 16)]
 
 
-
 def _layer_norm(x, p):
   """`LayerNorm` (epsilon 1e-6) of `x` under the parameters `p`."""
   return ((x - x.mean(-1, keepdims=True))
