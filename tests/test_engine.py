@@ -382,6 +382,58 @@ def test_token_targets_train_per_token():
   assert float(sums["weight"]) == 16 * 6
 
 
+def _log_softmax64(logits):
+  x = np.asarray(logits, np.float64)
+  x = x - x.max(-1, keepdims=True)
+  return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+@pytest.mark.parametrize("tokens", [False, True])
+def test_eval_step_scores_every_block_and_their_mixture(tokens):
+  """Each block's summed cross-entropy and the mixture's, against float64
+  NumPy on the logits `predict` returns; the mixture's loss lies between
+  the best block's plus `log |S|` and the blocks' mean (Jensen)."""
+  if tokens:
+    engine = _engine(TRANSFORMER, blocks.Latent(families.Gaussian()),
+                     "chained", shape=(6,), cuts=(2, 3), dtype=jnp.int32)
+    batch = _batch((6,), tokens=True)
+  else:
+    engine = _engine(MLP, blocks.Latent(families.Gaussian()))
+    batch = _batch((12,))
+  batch["weights"] = jnp.asarray(
+      np.random.default_rng(1).uniform(size=batch["weights"].shape))
+  state = engine.init(jax.random.key(0), batch["inputs"])
+  logits, local = engine.predict(state, batch["inputs"])
+  sums = jax.device_get(engine.eval_step(state, batch))
+
+  labels = np.asarray(batch["labels"])
+  weights = np.asarray(batch["weights"], np.float64)
+  log_probs = [_log_softmax64(l) for l in local + (logits,)]
+  picked = [np.take_along_axis(lp, labels[..., None], -1)[..., 0]
+            for lp in log_probs]
+  block_loss = [-(p * weights).sum() for p in picked]
+  np.testing.assert_allclose(sums["block_loss"], block_loss, rtol=1e-5)
+  np.testing.assert_allclose(sums["loss"], block_loss[-1], rtol=1e-5)
+
+  mixture = np.log(np.mean([np.exp(p) for p in picked], 0))
+  mixture_loss = -(mixture * weights).sum()
+  np.testing.assert_allclose(sums["mixture_loss"], mixture_loss, rtol=1e-5)
+  assert mixture_loss <= np.mean(block_loss) + 1e-9
+  assert mixture_loss <= min(block_loss) + np.log(len(picked)) * weights.sum()
+  predicted = np.argmax(np.mean([np.exp(lp) for lp in log_probs], 0), -1)
+  np.testing.assert_allclose(sums["mixture_correct"],
+                             ((predicted == labels) * weights).sum(),
+                             rtol=1e-5)
+
+
+def test_mixture_of_one_block_is_its_log_softmax_and_none_is_refused():
+  logits = jnp.asarray([[1.0, 2.0, -3.0]])
+  np.testing.assert_allclose(engine_lib.predict.mixture_log_probs([logits]),
+                             jax.nn.log_softmax(logits), rtol=1e-6)
+  with pytest.raises(ValueError, match="at least one"):
+    engine_lib.predict.mixture_log_probs([])
+
+
 def test_boundaries_even_and_explicit_cuts_and_errors():
   assert blocks.boundaries(4, 4) == (0, 1, 2, 3, 4)
   assert blocks.boundaries(10, 4) == (0, 3, 6, 8, 10)

@@ -195,10 +195,18 @@ def test_each_method_writes_summary_metrics_tensorboard_and_checkpoints(
   per_block = written["per_block_test_accuracy"]
   assert len(per_block) == 3
   assert per_block[-1] == written["test_accuracy"]
+  block_loss = written["per_block_test_loss"]
+  assert block_loss[-1] == pytest.approx(written["test_loss"], rel=1e-6)
   if method == "bp":
-    assert per_block[:-1] == [None, None]
+    assert per_block[:-1] == block_loss[:-1] == [None, None]
+    # The mixture of the output alone is the output.
+    assert written["mixture_test_loss"] == pytest.approx(
+        written["test_loss"], rel=1e-6)
+    assert written["mixture_test_accuracy"] == written["test_accuracy"]
   else:
     assert all(0.0 <= a <= 1.0 for a in per_block[:-1])
+    assert all(loss > 0 for loss in block_loss)
+    assert written["mixture_test_loss"] <= np.mean(block_loss) + 1e-6
 
   # The final checkpoint holds the evaluated parameters: recomputing the test
   # metrics from it gives the summary's.

@@ -3,7 +3,11 @@
 For classification, `accuracy` is the output block's; `per_block_accuracy[k]`
 is the accuracy of block `k`'s own prediction `argmax_y q(y | alpha_k)` (the
 last entry is the output block; hidden entries are `None` for `bp`, which has
-no feedback network). For token targets, the local accuracies are per target
+no feedback network), and `per_block_loss[k]` its cross-entropy
+`-log q(y | alpha_k)`; `mixture_loss` and `mixture_accuracy` score the
+equal-weight mixture of every block's prediction
+(:func:`bll_jax.engine.predict.mixture_log_probs`; the output alone for
+`bp`), an evaluation-only predictor, not the network's. For token targets, the local accuracies are per target
 token with teacher forcing, and the network is also decoded greedily:
 `accuracy` is then the greedy token accuracy and `exact_match` the fraction of
 test sequences decoded without a single error. For language modelling
@@ -44,15 +48,21 @@ def evaluate(engine: engine_lib.Engine, state: engine_lib.TrainState, dataset,
       exact += int(d["exact"])
       sequences += int(d["sequences"])
   weight = float(sums["weight"])
-  per_block = [None if math.isnan(c) else float(c) / weight
-               for c in np.asarray(sums["correct"], np.float64)]
+  def per_block(key):
+    return [None if math.isnan(c) else float(c) / weight
+            for c in np.asarray(sums[key], np.float64)]
+
+  accuracies = per_block("correct")
   result = {"loss": float(sums["loss"]) / weight,
-            "accuracy": per_block[-1],
-            "per_block_accuracy": per_block}
+            "accuracy": accuracies[-1],
+            "per_block_accuracy": accuracies,
+            "per_block_loss": per_block("block_loss"),
+            "mixture_loss": float(sums["mixture_loss"]) / weight,
+            "mixture_accuracy": float(sums["mixture_correct"]) / weight}
   if info.task == "language":
     result["bits_per_token"] = result["loss"] / math.log(2.0)
   if info.task == "sequence":
-    result["teacher_forced_accuracy"] = per_block[-1]
+    result["teacher_forced_accuracy"] = accuracies[-1]
     result["accuracy"] = float(decoded_correct) / max(float(decoded_tokens), 1.0)
     result["exact_match"] = float(exact) / max(float(sequences), 1.0)
   return result

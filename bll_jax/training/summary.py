@@ -53,6 +53,10 @@ def make_summary(cfg, engine, runner, dataset,
       "test_loss": final["test/loss"],
       "test_accuracy": final["test/accuracy"],
       "per_block_test_accuracy": final["test/per_block_accuracy"],
+      "per_block_test_loss": final["test/per_block_loss"],
+      # Every block's prediction averaged (evaluation only, not the network).
+      "mixture_test_loss": final["test/mixture_loss"],
+      "mixture_test_accuracy": final["test/mixture_accuracy"],
       "wall_seconds": wall_seconds,
       "train_seconds": train_seconds,   # compilation excluded (warm_up)
       "examples_per_second": (steps_run * batch_size / train_seconds
