@@ -776,6 +776,8 @@ def test_a_language_model_reports_bits_per_character_and_writes_samples(
   assert summary["dataset"] == "text" and summary["corpus"]["documents"] == 1
   assert summary["test_bits_per_token"] == pytest.approx(
       summary["test_loss"] / math.log(2), rel=1e-12)
+  assert summary["mixture_test_bits_per_token"] == pytest.approx(
+      summary["mixture_test_loss"] / math.log(2), rel=1e-12)
   run, state, _ = _restore(config, str(tmp_path))
   inputs, labels = [], []
   for batch in run.dataset.test_batches(run.dataset.info.test_size):
