@@ -10,7 +10,9 @@ experiments not run here get a row saying why. Under each table with runs
 goes the prose of `experiments/notes/<experiment>.md`. Plots go to
 `experiments/results/plots/`: learning curves (test accuracy per epoch) and
 each block's own accuracy by depth, and for the sweeps over the number of
-blocks (`by_blocks`) the metric against K. The tables of
+blocks (`by_blocks`) the metric against K; for an experiment with
+`exits_from`, the block to predict with chosen on that validation
+experiment (`experiments/lib/exits.py`). The tables of
 `python -m experiments.authors_recipe`, and the time-to-accuracy report and
 its cost model (`experiments/results/time_to_accuracy/`), are appended. Runs written before the
 configs were overrides (with `argv` instead of `overrides`) read the same.
@@ -26,6 +28,7 @@ import statistics
 import textwrap
 
 from experiments import configs
+from experiments.lib import exits
 from experiments.lib import overrides as overrides_lib
 from experiments.lib import results as results_lib
 
@@ -348,6 +351,13 @@ def main(argv=None):
               f"`{overrides_lib.describe(experiment['overrides'])}`; seeds "
               f"{', '.join(map(str, experiment['seeds']))}.", ""]
     lines += table(experiment, runs)
+    if "exits_from" in experiment and runs:
+      lines += ["", "The block to predict with, chosen on validation "
+                f"(`{experiment['exits_from']}`; `experiments/lib/exits.py`):",
+                ""]
+      lines += exits.exit_table(
+          runs, load_runs(args.results, experiment["exits_from"]),
+          list(experiment["runs"]))
     text = notes(name)
     if text and runs:
       lines += ["", text]

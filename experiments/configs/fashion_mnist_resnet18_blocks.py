@@ -44,4 +44,7 @@ EXPERIMENT = {
     "variants": VARIANTS,
     "seeds": (0,),
     "by_blocks": by_blocks(VARIANTS),
+    # Which block to predict with, chosen on the K = 8 validation runs
+    # (experiments/lib/exits.py).
+    "exits_from": "ablation_resnet18_depth",
 }
