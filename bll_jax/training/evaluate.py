@@ -7,10 +7,11 @@ no feedback network), and `per_block_loss[k]` its cross-entropy
 `-log q(y | alpha_k)`; `mixture_loss` and `mixture_accuracy` score the
 equal-weight mixture of every block's prediction
 (:func:`bll_jax.engine.predict.mixture_log_probs`; the output alone for
-`bp`), an evaluation-only predictor, not the network's. For token targets, the local accuracies are per target
-token with teacher forcing, and the network is also decoded greedily:
-`accuracy` is then the greedy token accuracy and `exact_match` the fraction of
-test sequences decoded without a single error. For language modelling
+`bp`), an evaluation-only predictor, not the network's. For token targets,
+the local accuracies are per target token with teacher forcing, and the
+network is also decoded greedily: `accuracy` is then the greedy token
+accuracy and `exact_match` the fraction of test sequences decoded without a
+single error. For language modelling
 (`task == "language"`), `loss` is in nats per token, `bits_per_token` is
 `loss / ln 2`, and the accuracies are next-token accuracies;
 :func:`greedy_text` continues a prompt.
@@ -48,6 +49,7 @@ def evaluate(engine: engine_lib.Engine, state: engine_lib.TrainState, dataset,
       exact += int(d["exact"])
       sequences += int(d["sequences"])
   weight = float(sums["weight"])
+
   def per_block(key):
     return [None if math.isnan(c) else float(c) / weight
             for c in np.asarray(sums[key], np.float64)]
