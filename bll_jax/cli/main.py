@@ -79,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   line = {k: summary[k] for k in ("preset", "method", "dataset", "model",
                                   "blocks", "steps", "test_accuracy")}
   print(json.dumps(line))
-  print(f"per-block test accuracy: {blocks}; "
+  print(f"per-block test accuracy: {blocks}; the blocks' mixture "
+        f"{summary['mixture_test_accuracy']:.4f} (evaluation only); "
         f"{summary['examples_per_second'] or 0:.0f} examples/s; "
         f"{summary['wall_seconds']:.1f} s")
   print(f"bll-train: wrote {os.path.join(config.workdir, 'summary.json')}",
