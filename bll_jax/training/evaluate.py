@@ -63,6 +63,7 @@ def evaluate(engine: engine_lib.Engine, state: engine_lib.TrainState, dataset,
             "mixture_accuracy": float(sums["mixture_correct"]) / weight}
   if info.task == "language":
     result["bits_per_token"] = result["loss"] / math.log(2.0)
+    result["mixture_bits_per_token"] = result["mixture_loss"] / math.log(2.0)
   if info.task == "sequence":
     result["teacher_forced_accuracy"] = accuracies[-1]
     result["accuracy"] = float(decoded_correct) / max(float(decoded_tokens), 1.0)

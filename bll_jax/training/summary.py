@@ -9,7 +9,6 @@ continuation of the first evaluation window (`samples.txt`).
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import platform
 from typing import Any, Sequence
@@ -80,8 +79,8 @@ def make_summary(cfg, engine, runner, dataset,
         "test/teacher_forced_accuracy"]
   if dataset.info.task == "language":
     summary["test_bits_per_token"] = final["test/bits_per_token"]
-    summary["mixture_test_bits_per_token"] = (final["test/mixture_loss"]
-                                              / math.log(2.0))
+    summary["mixture_test_bits_per_token"] = final[
+        "test/mixture_bits_per_token"]
     summary["corpus"] = dataset.info.metadata
   return summary
 

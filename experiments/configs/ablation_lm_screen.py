@@ -34,7 +34,7 @@ _COSINE = {"lr_schedule": "cosine", "warmup_epochs": 0.05}
 _LOCAL_AS_BLL = {"family": "categorical", "group_size": 84,
                  "readout_features": 84, "feedback": "onehot"}
 # Calibrated bll read through a decoder-layer head of 128 latent units.
-_CALIBRATED_UNIT = {**METHODS["bll-calibrated"], "readout": "unit",
+CALIBRATED_UNIT = {**METHODS["bll-calibrated"], "readout": "unit",
                     "readout_features": 128}
 
 VARIANTS = {
@@ -50,15 +50,15 @@ VARIANTS = {
     "bll readout=unit": {"readout": "unit", "readout_features": 128},
     "local readout=unit": {**_LOCAL_AS_BLL, "readout": "unit"},
     "bll-calibrated": METHODS["bll-calibrated"],
-    "bll-calibrated readout=unit": _CALIBRATED_UNIT,
+    "bll-calibrated readout=unit": CALIBRATED_UNIT,
     # Two or three decoder layers copied into each head (AugLocal's deeper
     # auxiliary networks): the block's output need only be decodable that
     # many layers on.
-    "bll-calibrated readout=unit depth=2": {**_CALIBRATED_UNIT,
+    "bll-calibrated readout=unit depth=2": {**CALIBRATED_UNIT,
                                             "readout_depth": 2},
     "local readout=unit depth=2": {**_LOCAL_AS_BLL, "readout": "unit",
                                    "readout_depth": 2},
-    "bll-calibrated readout=unit depth=3": {**_CALIBRATED_UNIT,
+    "bll-calibrated readout=unit depth=3": {**CALIBRATED_UNIT,
                                             "readout_depth": 3},
     "bp cosine": {**METHODS["bp"], **_COSINE},
     "bll cosine": _COSINE,

@@ -9,6 +9,7 @@ test split). Backprop does not depend on the cut: one run is its band.
 """
 
 from experiments.configs import METHODS
+from experiments.configs import ablation_lm_screen
 from experiments.configs import blocks_sweep
 from experiments.configs import by_blocks
 
@@ -36,20 +37,19 @@ VARIANTS["bll K=7"] = {**METHODS["bll"], "blocks": 7}
 # What the screen (`ablation_lm_screen`, 600 updates, validation) passed:
 # a deeper local head, a fresh decoder layer then LayerNorm and a dense
 # layer (AugLocal's auxiliary network), for greedy classifiers and for bll
-# with calibrated temperatures.
-_CALIBRATED_UNIT = {**METHODS["bll-calibrated"], "readout": "unit",
-                    "readout_features": 128}
+# with calibrated temperatures (the screen's settings, named there).
+CALIBRATED_UNIT = ablation_lm_screen.CALIBRATED_UNIT
 for _k in (2, 4, 8):
   VARIANTS[f"local readout=unit K={_k}"] = {**METHODS["local"],
                                             "readout": "unit", "blocks": _k}
-  VARIANTS[f"bll-calibrated readout=unit K={_k}"] = {**_CALIBRATED_UNIT,
+  VARIANTS[f"bll-calibrated readout=unit K={_k}"] = {**CALIBRATED_UNIT,
                                                      "blocks": _k}
 
 # Two or three decoder layers copied into each head (`readout_depth`; the
 # screen: 2.855 and 2.841 bits against 2.870 with one).
 for _depth in (2, 3):
   VARIANTS[f"bll-calibrated readout=unit depth={_depth} K=4"] = {
-      **_CALIBRATED_UNIT, "readout_depth": _depth, "blocks": 4}
+      **CALIBRATED_UNIT, "readout_depth": _depth, "blocks": 4}
 
 # What the block-local runs reach, in backprop's terms: the same network,
 # trained end to end, with only its first one or two decoder layers.
