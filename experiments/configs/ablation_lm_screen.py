@@ -76,6 +76,13 @@ VARIANTS = {
     "local cosine": {**_LOCAL, **_COSINE},
     "local cuts=1": {**_LOCAL, "cuts": (1,)},
     "local cuts=2": {**_LOCAL, "cuts": (2,)},
+    # The same probe with the two-layer heads: does a block trained
+    # greedily through a deeper head still lose what the layers above need?
+    "local readout=unit depth=2 cuts=2": {**_LOCAL_AS_BLL, "readout": "unit",
+                                          "readout_depth": 2, "cuts": (2,)},
+    "bll-calibrated readout=unit depth=2 cuts=2": {**CALIBRATED_UNIT,
+                                                   "readout_depth": 2,
+                                                   "cuts": (2,)},
 }
 
 EXPERIMENT = {
