@@ -80,9 +80,9 @@ VARIANTS = {
     # greedily through a deeper head still lose what the layers above need?
     "local readout=unit depth=2 cuts=2": {**_LOCAL_AS_BLL, "readout": "unit",
                                           "readout_depth": 2, "cuts": (2,)},
-    "bll-calibrated readout=unit depth=2 cuts=2": {**CALIBRATED_UNIT,
-                                                   "readout_depth": 2,
-                                                   "cuts": (2,)},
+    **{f"bll-calibrated readout=unit depth=2 cuts={','.join(map(str, c))}": {
+        **CALIBRATED_UNIT, "readout_depth": 2, "cuts": c}
+       for c in ((2,), (2, 4))},
 }
 
 EXPERIMENT = {
