@@ -20,9 +20,10 @@ on the validation split with 600 of the preset's 2000 updates, one seed
   schedule, for every method alike;
 * the output block reads the stream with fewer layers than the hidden
   blocks' heads: cuts that give it two decoder layers;
-* and two cut probes: `local` with only the embedding (`cuts 1`) or the
+* and cut probes: `local` with only the embedding (`cuts 1`) or the
   embedding and the first decoder layer (`cuts 2`) trained greedily, the
-  rest end to end.
+  rest end to end; the latter with the two-layer heads, and with one more
+  greedy block (`cuts 2,4`), to tell a greedy cut from stacked ones.
 
     python -m experiments.sweep ablation_lm_screen
 """
