@@ -40,6 +40,13 @@ _LOCAL_AS_BLL = {"family": "categorical", "group_size": 84,
 CALIBRATED_UNIT = {**METHODS["bll-calibrated"], "readout": "unit",
                     "readout_features": 128}
 
+
+def _calibrated_cuts(*cuts):
+  """Calibrated bll with two-layer heads, cut at each of `cuts`."""
+  return {f"bll-calibrated readout=unit depth=2 cuts={','.join(map(str, c))}":
+          {**CALIBRATED_UNIT, "readout_depth": 2, "cuts": c} for c in cuts}
+
+
 VARIANTS = {
     "bp": METHODS["bp"],
     "bll": METHODS["bll"],
@@ -69,9 +76,7 @@ VARIANTS = {
     # readout, a shallower reader of the stream below than the hidden
     # blocks' two-layer heads; these cuts give it two decoder layers (and
     # take one from a hidden block, or the embedding's companion layer).
-    **{f"bll-calibrated readout=unit depth=2 cuts={','.join(map(str, c))}": {
-        **CALIBRATED_UNIT, "readout_depth": 2, "cuts": c}
-       for c in ((2, 4, 5), (2, 3, 5), (1, 3, 5))},
+    **_calibrated_cuts((2, 4, 5), (2, 3, 5), (1, 3, 5)),
     "bp cosine": {**METHODS["bp"], **_COSINE},
     "bll cosine": _COSINE,
     "local cosine": {**_LOCAL, **_COSINE},
@@ -81,9 +86,7 @@ VARIANTS = {
     # greedily through a deeper head still lose what the layers above need?
     "local readout=unit depth=2 cuts=2": {**_LOCAL_AS_BLL, "readout": "unit",
                                           "readout_depth": 2, "cuts": (2,)},
-    **{f"bll-calibrated readout=unit depth=2 cuts={','.join(map(str, c))}": {
-        **CALIBRATED_UNIT, "readout_depth": 2, "cuts": c}
-       for c in ((2,), (2, 4))},
+    **_calibrated_cuts((2,), (2, 4)),
 }
 
 EXPERIMENT = {
