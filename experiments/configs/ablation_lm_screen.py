@@ -97,5 +97,8 @@ EXPERIMENT = {
     "overrides": {"dataset.eval_split": "validation", "steps": 600},
     "variants": VARIANTS,
     "seeds": (0,),
-    "metrics": ("test_accuracy", "test_bits_per_token"),
+    # The blocks' mixture for the runs made since it was scored (the
+    # notes quote it for the cut probes).
+    "metrics": ("test_accuracy", "mixture_test_bits_per_token",
+                "test_bits_per_token"),
 }
