@@ -6,7 +6,9 @@ presets' own networks for a few hundred steps on real data. Settings that a
 test was calibrated with are set explicitly: the presets' defaults change.
 """
 
+import contextlib
 import glob
+import io
 import json
 import math
 import os
@@ -153,14 +155,20 @@ def _epoch_records(path):
 
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
-  """`get(method) -> (workdir, summary)` of the tiny run, trained once."""
+  """`get(method) -> (workdir, summary)` of the tiny run, trained once.
+
+  The run trains inside whichever test asks for it first; its progress
+  output is kept out of that test's `capsys`, so a test that reads its own
+  stderr sees the same lines whatever order the tests run in."""
   done = {}
 
   def get(method):
     if method not in done:
       workdir = str(tmp_path_factory.mktemp(f"tiny_{method}"))
       config = _config(base=TINY, method=method, checkpoint_every_steps=10)
-      done[method] = (workdir, train.train_and_evaluate(config, workdir))
+      with contextlib.redirect_stderr(io.StringIO()), \
+          contextlib.redirect_stdout(io.StringIO()):
+        done[method] = (workdir, train.train_and_evaluate(config, workdir))
     return done[method]
 
   return get
