@@ -178,6 +178,8 @@ FIELDS: tuple[Field, ...] = (
     F("history", 0, "token targets: and against this many of the tokens "
       "it has read (1 = the current one; docs/theory.md section 6)",
       bound="non_negative"),
+    F("accumulate_evidence", False, "each block's prediction a Bayesian "
+      "update of the one below's (docs/theory.md section 8)"),
     # The authors' recipe (bll_jax.recipes.authors).
     F("recipe", "", "\"\" = the principled losses; authors = the losses of "
       "the authors' public code", RECIPES),

@@ -89,6 +89,12 @@ class Engine:
                        f"values; give one per hidden block "
                        f"({len(self.latents)})")
     self.recipe.check(self)
+    if objective.accumulate_evidence and (
+        method != "bll"
+        or not isinstance(self.recipe, objective_lib.BlockLocalLosses)):
+      raise ValueError("accumulate_evidence chains the block-local "
+                       "predictions of the principled losses: method bll "
+                       "without a recipe")
     self.tx = tx
     self.block_tx = self.recipe.block_tx(tx)
     self.feedback_tx = feedback_tx or tx

@@ -22,6 +22,12 @@ formulation of `docs/theory.md`:
   masking targets outside the window
   (:func:`bll_jax.losses.shifted_targets`, `docs/theory.md` section 6);
 * the output block: the task's cross-entropy;
+* with :attr:`Objective.accumulate_evidence`, each block's prediction is a
+  Bayesian update of the block below's (:func:`evidence_chain`): block `k`
+  is scored on `softmax_y[sg(log q_{k-1}(y)) + s_k(y)]`, its own scores
+  `s_k` (the bracket above over `T_k`, or the output's logits) added to
+  the detached log-posterior of the blocks below (`docs/theory.md`,
+  section 8);
 * the feedback (gradient to `phi` only): `sum_k L^fb_k`, each term the
   maximum likelihood of `q(z_k | y)` (:func:`~bll_jax.losses.feedback_ml_loss`),
   the discriminative form (:func:`~bll_jax.losses.feedback_discriminative_loss`),
@@ -74,6 +80,11 @@ class Objective:
     history: token targets only: how many of the tokens each position has
       read it is also scored against (1: the current token; 0: none), an
       information-keeping term (`docs/theory.md`, section 6).
+    accumulate_evidence: each block's prediction is the posterior of the
+      block below updated by its own scores (:func:`evidence_chain`), and
+      each block learns on it: block `k` learns the evidence its latent
+      adds, not a prediction from scratch. The next target alone
+      (`horizon` 1, `history` 0); the principled losses only.
 
   The feedback holds one table of `C` rows per target,
   `[len(target_offsets) * C, P]`, in the order of :attr:`target_offsets`:
@@ -88,6 +99,7 @@ class Objective:
   position_average: bool = True
   horizon: int = 1
   history: int = 0
+  accumulate_evidence: bool = False
 
   @property
   def target_offsets(self) -> tuple[int, ...]:
@@ -113,6 +125,13 @@ class Objective:
     if not isinstance(self.history, int) or self.history < 0:
       raise ValueError(f"history must be an integer >= 0, got "
                        f"{self.history!r}")
+    if not isinstance(self.accumulate_evidence, bool):
+      raise ValueError(f"accumulate_evidence must be a bool, got "
+                       f"{self.accumulate_evidence!r}")
+    if self.accumulate_evidence and self.target_offsets != (0,):
+      raise ValueError("accumulate_evidence chains the predictions of the "
+                       "next target only: use horizon 1 and history 0, got "
+                       f"horizon {self.horizon}, history {self.history}")
 
 
 def weighted_mean(values: Array, weights: Array) -> Array:
@@ -126,6 +145,35 @@ def task_loss(logits: Array, labels: Array, smoothing: float) -> Array:
   if smoothing:
     targets = optax.smooth_labels(targets, smoothing)
   return optax.softmax_cross_entropy(logits, targets)
+
+
+def updated_logits(prior: Array | None, scores: Array) -> Array:
+  """`sg(prior) + scores`: a block's scores as an update of the detached
+  log-posterior below it (`scores` itself for the first block, `prior`
+  `None`). Unnormalised; the loss and the chain normalise."""
+  return scores if prior is None else sg(prior) + scores
+
+
+def evidence_chain(scores) -> list[Array]:
+  r"""Every block's log-posterior when each updates the one below:
+
+  .. math::
+
+     \log q_1(y) = \mathrm{log\_softmax}_y\, s_1(y), \qquad
+     \log q_k(y) = \mathrm{log\_softmax}_y \big[
+        \mathrm{sg}(\log q_{k-1}(y)) + s_k(y) \big],
+
+  `scores[k]` (`[*batch, C]`) block `k`'s own scores: a hidden block's
+  `(1/T_k)[A(a_k + b_k(y)) - A(b_k(y))]`, the output's logits. Unrolled,
+  `log q_k = log_softmax(s_1 + ... + s_k)`: a uniform prior over targets
+  times each block's likelihood of its latent, the latents taken as
+  independent given the target (`docs/theory.md`, section 8).
+  """
+  chain, prior = [], None
+  for s in scores:
+    prior = jax.nn.log_softmax(updated_logits(prior, s), -1)
+    chain.append(prior)
+  return chain
 
 
 def output_objective(logits: Array, labels: Array, weights: Array,
@@ -216,22 +264,31 @@ class BlockLocalLosses:
     return tx
 
   def block_objective(self, engine, k, out, fb_k, labels, weights, *, h_in,
-                      key, rerun, mean=weighted_mean):
+                      key, rerun, mean=weighted_mean, prior=None):
+    """As :meth:`LossRecipe.block_objective`; `prior` (with
+    :attr:`Objective.accumulate_evidence`, every block but the first) is
+    the log-posterior of the blocks below, the block scored on
+    :func:`updated_logits` of it and its own scores."""
     del h_in, key, rerun
     objective = engine.objective
     if k == engine.num_blocks - 1:
-      return output_objective(out.eta, labels, weights,
-                              objective.label_smoothing, mean)
+      return output_objective(updated_logits(prior, out.eta), labels,
+                              weights, objective.label_smoothing, mean)
     latent = engine.latents[k]
     temperature = engine.score_temperature(k, out.eta)
-    per_example = 0.0
-    for table, targets, valid in target_terms(
-        fb_k, labels, weights, objective.target_offsets):
-      term = losses.local_loss(
-          latent.family, out.eta, sg(table), targets,
-          temperature=temperature, chunk_size=objective.chunk_size,
-          position_ndim=latent.position_ndim)
-      per_example = per_example + (term if valid is None else valid * term)
+    if prior is not None:
+      per_example = task_loss(
+          updated_logits(prior, self.hidden_logits(engine, k, out, sg(fb_k))),
+          labels, 0.0)
+    else:
+      per_example = 0.0
+      for table, targets, valid in target_terms(
+          fb_k, labels, weights, objective.target_offsets):
+        term = losses.local_loss(
+            latent.family, out.eta, sg(table), targets,
+            temperature=temperature, chunk_size=objective.chunk_size,
+            position_ndim=latent.position_ndim)
+        per_example = per_example + (term if valid is None else valid * term)
     loss = mean(per_example, weights)
     metrics = {"loss": loss}
     if objective.decorrelation:

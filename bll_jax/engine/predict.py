@@ -3,7 +3,10 @@
 Block `k`'s own prediction is `argmax_y q(y | alpha_k)`, the logits its
 recipe gives (:meth:`~bll_jax.engine.objective.LossRecipe.hidden_logits`:
 :func:`bll_jax.losses.local_logits` for the principled losses, the
-auxiliary classifier's for the authors' recipe, none for backprop).
+auxiliary classifier's for the authors' recipe, none for backprop); with
+:attr:`~bll_jax.engine.objective.Objective.accumulate_evidence`, every
+block's (the output's included) is its place in
+:func:`~bll_jax.engine.objective.evidence_chain`, as it was trained.
 Evaluation also scores each block's prediction (its cross-entropy) and the
 blocks' mixture, :func:`mixture_log_probs` (`docs/theory.md`, section 8).
 """
@@ -33,6 +36,9 @@ def predict(engine) -> Callable:
         engine.recipe.hidden_logits(engine, k, outs[k],
                                     fb[k] if k < len(fb) else None)
         for k in range(engine.num_blocks - 1))
+    if engine.objective.accumulate_evidence:
+      *local, logits = objective_lib.evidence_chain(local + (outs[-1].eta,))
+      return logits, tuple(local)
     return outs[-1].eta, local
 
   return fn

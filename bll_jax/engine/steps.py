@@ -37,6 +37,11 @@ from bll_jax.engine.state import apply_update
 Array = jax.Array
 sg = jax.lax.stop_gradient
 
+NEEDS_FUSED = (
+    "accumulate_evidence passes each block the log-posterior of the blocks "
+    "below, which only the fused step computes: train on one stage with the "
+    "sync schedule and step mode fused")
+
 
 def block_loss(engine, k: int, params, batch_stats, h_in: Array,
                fb_k: Array | None, labels: Array, weights: Array,
@@ -61,6 +66,9 @@ def block_loss(engine, k: int, params, batch_stats, h_in: Array,
 
 def block_step(engine, k: int) -> Callable:
   """The update of block `k` alone (see the module docstring)."""
+
+  if engine.objective.accumulate_evidence:
+    raise ValueError(NEEDS_FUSED)
 
   def step(state: BlockState, h_in, fb_k, labels, weights, key):
     def loss_fn(params):
@@ -159,6 +167,12 @@ def local_losses(engine, params, fb_params, batch_stats, batch, key):
   fb = engine.feedback_forward(fb_params, etas)
   block_losses, metrics = [], {}
   h_in = batch["inputs"]
+  priors = [{}] * len(outs)
+  if engine.objective.accumulate_evidence:
+    chain = objective_lib.evidence_chain([
+        sg(engine.recipe.hidden_logits(engine, k, outs[k], sg(fb[k])))
+        for k in range(len(fb))])
+    priors = [{}] + [{"prior": p} for p in chain]
   for k, out in enumerate(outs):
     def rerun(h, k=k):
       return engine.block_forward(k, params[k], batch_stats[k], h, True, key)
@@ -166,7 +180,7 @@ def local_losses(engine, params, fb_params, batch_stats, batch, key):
     fb_k = sg(fb[k]) if k < len(fb) else None
     loss, m = engine.recipe.block_objective(
         engine, k, out, fb_k, labels, weights, h_in=sg(h_in), key=key,
-        rerun=rerun, mean=objective_lib.weighted_mean)
+        rerun=rerun, mean=objective_lib.weighted_mean, **priors[k])
     block_losses.append(loss)
     metrics.update({f"block{k}/{n}": v for n, v in m.items()})
     h_in = out.h_out

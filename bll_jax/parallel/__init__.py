@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import jax
 
+from bll_jax.engine import steps as steps_lib
 from bll_jax.parallel import mesh as mesh_lib
 from bll_jax.parallel import schedule as schedule_lib
 from bll_jax.parallel.mpmd import MpmdRunner
@@ -123,6 +124,10 @@ def make_runner(engine, spec: RunnerSpec, batch_size: int | None = None,
   if batch_size is not None and batch_size % data:
     raise ValueError(f"batch_size {batch_size} must be divisible by the "
                      f"mesh's data axis ({data})")
+  if engine.objective.accumulate_evidence and (
+      spec.schedule != "sync" or mesh.shape["block"] > 1
+      or spec.step_mode != "fused"):
+    raise ValueError(steps_lib.NEEDS_FUSED)
   if spec.pipeline in ("gpipe", "1f1b"):
     raise ValueError(f"pipeline {spec.pipeline!r} is a backprop peer: "
                      "bll_jax.baselines.make_runner builds it")

@@ -159,7 +159,8 @@ def make_engine(config, info, steps_per_epoch: int, total_steps: int,
       label_smoothing=float(config.label_smoothing),
       chunk_size=int(config.chunk_size) or None,
       decorrelation=float(config.decorrelation),
-      horizon=int(config.horizon), history=int(config.history))
+      horizon=int(config.horizon), history=int(config.history),
+      accumulate_evidence=bool(config.accumulate_evidence))
   recipe = None
   if config.recipe == "authors":
     from bll_jax.recipes import authors

@@ -23,7 +23,10 @@ on the validation split with 600 of the preset's 2000 updates, one seed
 * and cut probes: `local` with only the embedding (`cuts 1`) or the
   embedding and the first decoder layer (`cuts 2`) trained greedily, the
   rest end to end; the latter with the two-layer heads, and with one more
-  greedy block (`cuts 2,4`), to tell a greedy cut from stacked ones.
+  greedy block (`cuts 2,4`), to tell a greedy cut from stacked ones;
+* (stacking: each block relearns the prediction the blocks below made)
+  each block's prediction a Bayesian update of the one below's
+  (`accumulate_evidence`).
 
     python -m experiments.sweep ablation_lm_screen
 """
@@ -87,6 +90,15 @@ VARIANTS = {
     "local readout=unit depth=2 cuts=2": {**_LOCAL_AS_BLL, "readout": "unit",
                                           "readout_depth": 2, "cuts": (2,)},
     **_calibrated_cuts((2,), (2, 4)),
+    # Stacking greedy blocks costs about 1.4% per block (the probes above).
+    # Each block's prediction a Bayesian update of the one below's
+    # (`accumulate_evidence`, docs/theory.md section 8): a block learns what
+    # its latent adds to the posterior below, not the prediction afresh.
+    "bll-calibrated readout=unit depth=2 evidence": {
+        **CALIBRATED_UNIT, "readout_depth": 2, "accumulate_evidence": True},
+    "local readout=unit depth=2 evidence": {
+        **_LOCAL_AS_BLL, "readout": "unit", "readout_depth": 2,
+        "accumulate_evidence": True},
 }
 
 EXPERIMENT = {
