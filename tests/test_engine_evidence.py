@@ -44,14 +44,16 @@ CASES = {
 
 
 @functools.cache
-def _engine(case: str, accumulate: bool, method: str = "bll"):
+def _engine(case: str, accumulate: bool, method: str = "bll",
+            feedback_loss: str = "ml"):
   stack, latent, feedback, shape, cuts = CASES[case]
   edges = blocks.boundaries(len(stack), 3, cuts)
   return engine_lib.Engine(
       stack, edges, [latent] * (len(edges) - 2), method=method,
       feedback_mode=feedback, num_classes=NUM_CLASSES, input_shape=shape,
       input_dtype=jnp.int32 if cuts else jnp.float32, tx=optax.adam(1e-2),
-      objective=engine_lib.Objective(accumulate_evidence=accumulate))
+      objective=engine_lib.Objective(accumulate_evidence=accumulate,
+                                     feedback_loss=feedback_loss))
 
 
 def _batch(case: str, seed: int = 0):
@@ -136,6 +138,33 @@ def test_block_losses_are_the_chains_cross_entropies(case):
   assert abs(float(plain[-1]) - want[-1]) > 1e-3
 
 
+@pytest.mark.parametrize("case", ["mlp-gaussian-direct",
+                                  "transformer-dropout-sampled"])
+def test_the_discriminative_feedback_scores_the_same_update(case):
+  """`L^fb_k = -log q_k(y)` of the chain for each hidden block (`b_k` the
+  only thing it trains), so the feedback learns the table under which the
+  block's *update* is right, as the block does; `both` adds the maximum
+  likelihood terms of the option's absence."""
+  engine = _engine(case, True, feedback_loss="discriminative")
+  batch = _batch(case)
+  state = engine.init(jax.random.key(0), batch["inputs"])
+  key = jax.random.key(3)
+  params = tuple(b.params for b in state.blocks)
+  stats = [b.batch_stats for b in state.blocks]
+  _, fb_loss, _ = engine.local_losses(params, state.feedback.params, stats,
+                                      batch, key)
+  chain = _bayes64(_plain_scores(case, state, batch, key, True))
+  weights = np.asarray(batch["weights"], np.float64)
+  want = sum(-(_picked(lp, batch["labels"]) * weights).sum() / weights.sum()
+             for lp in chain[:-1])
+  np.testing.assert_allclose(fb_loss, want, rtol=2e-5)
+  ml = _engine(case, False, feedback_loss="ml").local_losses(
+      params, state.feedback.params, stats, batch, key)[1]
+  both = _engine(case, True, feedback_loss="both").local_losses(
+      params, state.feedback.params, stats, batch, key)[1]
+  np.testing.assert_allclose(both, want + ml, rtol=2e-5)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_no_gradient_crosses_a_block_boundary(case):
   """The posterior below is a constant to each block: block `j`'s
@@ -187,8 +216,10 @@ def test_prediction_and_evaluation_follow_the_chain(case):
 
 def test_what_cannot_carry_the_posterior_refuses_in_one_line():
   engine = _engine("mlp-gaussian-direct", True)
-  with pytest.raises(ValueError, match="only the fused step computes"):
-    engine.block_step(0)
+  for build in (lambda: engine.block_step(0), lambda: engine.feedback_step,
+                lambda: engine.feedback_grad_fn(0)):
+    with pytest.raises(ValueError, match="only the fused step computes"):
+      build()
   for spec in (parallel.RunnerSpec(schedule="pipelined", mesh="block=3"),
                parallel.RunnerSpec(step_mode="per_block")):
     with pytest.raises(ValueError, match="sync schedule and step mode fused"):

@@ -299,7 +299,11 @@ class BlockLocalLosses:
       loss = loss + objective.decorrelation * decor
     return loss, metrics
 
-  def feedback_term(self, engine, k, eta, fb_k, labels, weights):
+  def feedback_term(self, engine, k, eta, fb_k, labels, weights, prior=None):
+    """As :meth:`LossRecipe.feedback_term`; with `prior` (the posterior
+    below block `k`, :attr:`Objective.accumulate_evidence`) the
+    discriminative term scores the same update the block learns on,
+    `-log softmax_y[sg(prior) + s_k(y)]`, its gradient to `b_k` only."""
     latent, objective = engine.latents[k], engine.objective
     kw = dict(position_ndim=latent.position_ndim)
     eta = sg(eta)
@@ -311,7 +315,16 @@ class BlockLocalLosses:
         total += weighted_mean(
             losses.feedback_ml_loss(latent.family, eta, table, targets, **kw),
             target_weights)
-      if objective.feedback_loss in ("discriminative", "both"):
+      if objective.feedback_loss in ("discriminative", "both") and (
+          prior is not None):
+        scores = losses.local_logits(
+            latent.family, eta, table,
+            temperature=engine.score_temperature(k, eta),
+            chunk_size=objective.chunk_size, **kw)
+        total += weighted_mean(
+            task_loss(updated_logits(prior, scores), targets, 0.0),
+            target_weights)
+      elif objective.feedback_loss in ("discriminative", "both"):
         total += weighted_mean(
             losses.feedback_discriminative_loss(
                 latent.family, eta, table, targets,

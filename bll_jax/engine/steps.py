@@ -109,16 +109,24 @@ def blocks_step(engine, blocks, step_of: Callable | None = None) -> Callable:
   return step
 
 
-def feedback_objective(engine, etas, fb, labels, weights) -> Array:
-  """`sum_k L^fb_k` over the hidden blocks, gradient to the feedback only."""
+def feedback_objective(engine, etas, fb, labels, weights,
+                       priors=None) -> Array:
+  """`sum_k L^fb_k` over the hidden blocks, gradient to the feedback only;
+  `priors[k]` the keyword arguments of block `k`'s term (with
+  :attr:`~bll_jax.engine.objective.Objective.accumulate_evidence`: the
+  posterior below it)."""
+  priors = priors or [{}] * engine.num_blocks
   return sum(engine.recipe.feedback_term(engine, k, etas[k], fb[k], labels,
-                                         weights)
+                                         weights, **priors[k])
              for k in range(engine.num_blocks - 1))
 
 
 def feedback_step(engine) -> Callable:
   """The update of the feedback network from every block's detached `etas`:
   `(state, etas, labels, weights) -> (state', {"loss"})`."""
+
+  if engine.objective.accumulate_evidence:
+    raise ValueError(NEEDS_FUSED)
 
   def step(state: BlockState, etas, labels, weights):
     def loss_fn(fb_params):
@@ -140,6 +148,9 @@ def feedback_grad(engine, k: int) -> Callable:
   parameters travel) and only the small gradients meet. `etas` (every
   block's) are needed by bootstrapped feedback alone.
   """
+
+  if engine.objective.accumulate_evidence:
+    raise ValueError(NEEDS_FUSED)
 
   def grad(fb_params, eta, labels, weights, etas=None):
     def loss_fn(params):
@@ -186,7 +197,7 @@ def local_losses(engine, params, fb_params, batch_stats, batch, key):
     h_in = out.h_out
   fb_loss = jnp.zeros(())
   if engine.trains_feedback:
-    fb_loss = feedback_objective(engine, etas, fb, labels, weights)
+    fb_loss = feedback_objective(engine, etas, fb, labels, weights, priors)
     metrics["feedback/loss"] = fb_loss
   stats = tuple(out.batch_stats for out in outs)
   return tuple(block_losses), fb_loss, (stats, metrics)
