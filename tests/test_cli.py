@@ -124,6 +124,12 @@ BAD_INPUTS = [
     ("drtp fixes the feedback", ["--method", "drtp", "--feedback", "direct"],
      ["drtp", "feedback", "'random'", "'direct'"]),
     ("negative grid", ["--grid", "-1"], ["grid", ">= 0", "-1"]),
+    ("evidence on the pipelined schedule",
+     ["--accumulate-evidence", "true", "--schedule", "pipelined", "--mesh",
+      "block=2", "--blocks", "2"],
+     ["accumulate_evidence", "only the fused step", "sync schedule"]),
+    ("evidence with backprop", ["--accumulate-evidence", "true", "--method",
+                                "bp"], ["accumulate_evidence", "method bll"]),
     ("grid finer than a feature map", ["--grid", "64"],
      ["grid=64", "at least 64 positions"]),
     # --resume never starts a new run (issue 20): a mistyped or empty
