@@ -169,7 +169,12 @@ def local_losses(engine, params, fb_params, batch_stats, batch, key):
 
   Returns `(block_losses, feedback_loss, (stats, metrics))`. Each block's
   loss depends on its own parameters only; the feedback loss on the
-  feedback's only (tested on the full parameter tree).
+  feedback's only (tested on the full parameter tree). With
+  :attr:`~bll_jax.engine.objective.Objective.accumulate_evidence` every
+  block above the first, and its feedback term, is handed the detached
+  posterior of the blocks below
+  (:func:`~bll_jax.engine.objective.evidence_chain`), computed here
+  because this program holds every block's scores.
   """
   labels, weights = batch["labels"], batch["weights"]
   outs = engine.forward(params, batch_stats, batch["inputs"], True, key,
