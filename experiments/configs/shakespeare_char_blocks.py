@@ -61,6 +61,11 @@ VARIANTS["local readout=unit depth=2 K=4"] = {
 VARIANTS["local readout=unit depth=2 evidence K=4"] = {
     **METHODS["local"], "readout": "unit", "readout_depth": 2, "blocks": 4,
     "accumulate_evidence": True}
+# And where stacking costs most: every unit its own block, one-layer heads
+# (against `local readout=unit K=8`, output 1.699).
+VARIANTS["local readout=unit evidence K=8"] = {
+    **METHODS["local"], "readout": "unit", "blocks": 8,
+    "accumulate_evidence": True}
 
 # What the block-local runs reach, in backprop's terms: the same network,
 # trained end to end, with only its first one or two decoder layers.
