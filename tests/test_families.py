@@ -364,3 +364,55 @@ def test_shape_and_dtype_errors_name_the_argument():
                                                 jnp.ones((2, 6)) * -1)
   with pytest.raises(ValueError, match=r"eta_classes must have shape"):
     fam.class_scores(jnp.zeros((4, 3)), jnp.zeros((5, 2)))
+
+
+def _categorical_scores64(a, b, group_size):
+  """float64 NumPy: `sum_{s,g} lse(a + b_k) - lse(a) - lse(b_k)`."""
+  def lse(x):
+    m = x.max(-1, keepdims=True)
+    return (m + np.log(np.exp(x - m).sum(-1, keepdims=True)))[..., 0]
+  a = np.asarray(a, np.float64)
+  a = a.reshape(a.shape[:-1] + (-1, group_size))             # [N, S, g, G]
+  b = np.asarray(b, np.float64)
+  b = b.reshape(b.shape[:-1] + (-1, group_size))
+  per_class = b[None, None] if b.ndim == 3 else b[:, None]
+  return (lse(a[:, :, None] + per_class) - lse(a)[:, :, None]
+          - lse(per_class)).sum((1, 3))
+
+
+@pytest.mark.parametrize("group_size, units", [(84, 84), (4, 12), (2, 8)])
+@pytest.mark.parametrize("per_example", [False, True])
+def test_categorical_scores_by_products_equal_the_definition(
+    group_size, units, per_example):
+  """The scores as matrix products equal float64 log-sum-exps of every
+  pair, and their gradients equal those of the generic form."""
+  family = families.Categorical(group_size)
+  rng = np.random.default_rng(0)
+  a = jnp.asarray(rng.normal(scale=3, size=(6, 3, units)), jnp.float32)
+  b = jnp.asarray(rng.normal(scale=3, size=((6,) if per_example else ())
+                             + (5, units)), jnp.float32)
+  got = family.summed_scores(a, b)
+  np.testing.assert_allclose(got, _categorical_scores64(a, b, group_size),
+                             rtol=1e-5, atol=1e-4)
+  w = jnp.asarray(rng.normal(size=got.shape), jnp.float32)
+  grads = jax.grad(lambda x, y: jnp.sum(w * family.summed_scores(x, y)),
+                   (0, 1))(a, b)
+  generic = jax.grad(lambda x, y: jnp.sum(
+      w * families.Family._scores(family, x, y)), (0, 1))(a, b)
+  for got_g, want_g in zip(grads, generic):
+    np.testing.assert_allclose(got_g, want_g, atol=2e-5)
+
+
+def test_categorical_scores_fall_back_where_products_underflow():
+  """Modes 300 nats apart: the product sum underflows, the batch is scored
+  the generic way, values and gradients exact and finite."""
+  family = families.Categorical(4)
+  a = jnp.asarray([[[300.0, 0, 0, 0]]])
+  b = jnp.asarray([[0.0, 0, 0, 300.0], [300.0, 0, 0, 0]])
+  got = family.summed_scores(a, b)
+  np.testing.assert_allclose(got, _categorical_scores64(a, b, 4), rtol=1e-6)
+  assert float(got[0, 0]) < -290
+  grads = jax.grad(lambda x, y: family.summed_scores(x, y)[0, 0], (0, 1))(a, b)
+  np.testing.assert_allclose(grads[0], [[[-0.5, 0, 0, 0.5]]], atol=1e-6)
+  np.testing.assert_allclose(grads[1], [[0.5, 0, 0, -0.5], [0, 0, 0, 0]],
+                             atol=1e-6)
