@@ -99,6 +99,13 @@ VARIANTS = {
     "local readout=unit depth=2 evidence": {
         **_LOCAL_AS_BLL, "readout": "unit", "readout_depth": 2,
         "accumulate_evidence": True},
+    # It helped `local` and not calibrated bll. Between the two: local's
+    # latent (one categorical of 84 states) with bll's learned, chained
+    # feedback and calibrated temperatures, without and with the chain.
+    **{f"bll-calibrated categorical readout=unit depth=2{suffix}": {
+        **METHODS["bll-calibrated"], **_LOCAL_AS_BLL, "feedback": "chained",
+        "readout": "unit", "readout_depth": 2, "accumulate_evidence": on}
+       for suffix, on in (("", False), (" evidence", True))},
 }
 
 EXPERIMENT = {
