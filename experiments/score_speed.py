@@ -2,8 +2,9 @@
 against the generic form, beside the Gaussian's.
 
 The language model's `local` blocks (one group of 84 states, one-hot
-feedback, 2048 tokens a batch) made `local` runs about twice as long as
-calibrated `bll`'s; this times `jit(grad(local_loss))` at that shape.
+feedback, 2048 tokens a batch) made its `local` runs 1.2-1.3x as long as
+calibrated `bll`'s (experiments/notes/shakespeare_char_blocks.md); this
+times `jit(grad(local_loss))` at that shape.
 
     python -m experiments.score_speed [--tokens 2048] [--repeats 20]
 """
