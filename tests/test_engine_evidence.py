@@ -114,27 +114,40 @@ def _plain_scores(case, state, batch, key, train_mode):
           for k in range(len(fb))] + [outs[-1].eta]
 
 
+def _setup(case, engine):
+  """The case's batch, a fresh state, the step's key, and `run(other,
+  params=state's)`: the local losses of any engine of the case on them."""
+  batch = _batch(case)
+  state = engine.init(jax.random.key(0), batch["inputs"])
+  key = jax.random.key(3)
+  stats = [b.batch_stats for b in state.blocks]
+
+  def run(other, params=tuple(b.params for b in state.blocks)):
+    return other.local_losses(params, state.feedback.params, stats, batch,
+                              key)
+
+  return batch, state, key, run
+
+
+def _mean_nll64(log_probs, batch):
+  """The weighted mean of `-log q(y)` over the batch, float64."""
+  weights = np.asarray(batch["weights"], np.float64)
+  return -(_picked(log_probs, batch["labels"]) * weights).sum() / weights.sum()
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_block_losses_are_the_chains_cross_entropies(case):
   """Block `k` learns `-log q_k(y)` of the chain: against float64 Bayes'
   rule on the scores of the network without the option, the same key (the
   dropout masks and the sampled latents are the same draws)."""
   engine = _engine(case, True)
-  batch = _batch(case)
-  state = engine.init(jax.random.key(0), batch["inputs"])
-  key = jax.random.key(3)
-  params = tuple(b.params for b in state.blocks)
-  stats = [b.batch_stats for b in state.blocks]
-  block_losses, _, _ = engine.local_losses(params, state.feedback.params,
-                                           stats, batch, key)
+  batch, state, key, run = _setup(case, engine)
+  block_losses, _, _ = run(engine)
   chain = _bayes64(_plain_scores(case, state, batch, key, True))
-  weights = np.asarray(batch["weights"], np.float64)
-  want = [-(_picked(lp, batch["labels"]) * weights).sum() / weights.sum()
-          for lp in chain]
+  want = [_mean_nll64(lp, batch) for lp in chain]
   np.testing.assert_allclose(block_losses, want, rtol=2e-5, atol=2e-6)
   # Not the losses without the option (the check above can tell).
-  plain, _, _ = _engine(case, False).local_losses(
-      params, state.feedback.params, stats, batch, key)
+  plain, _, _ = run(_engine(case, False))
   assert abs(float(plain[-1]) - want[-1]) > 1e-3
 
 
@@ -146,22 +159,13 @@ def test_the_discriminative_feedback_scores_the_same_update(case):
   block's *update* is right, as the block does; `both` adds the maximum
   likelihood terms of the option's absence."""
   engine = _engine(case, True, feedback_loss="discriminative")
-  batch = _batch(case)
-  state = engine.init(jax.random.key(0), batch["inputs"])
-  key = jax.random.key(3)
-  params = tuple(b.params for b in state.blocks)
-  stats = [b.batch_stats for b in state.blocks]
-  _, fb_loss, _ = engine.local_losses(params, state.feedback.params, stats,
-                                      batch, key)
+  batch, state, key, run = _setup(case, engine)
+  _, fb_loss, _ = run(engine)
   chain = _bayes64(_plain_scores(case, state, batch, key, True))
-  weights = np.asarray(batch["weights"], np.float64)
-  want = sum(-(_picked(lp, batch["labels"]) * weights).sum() / weights.sum()
-             for lp in chain[:-1])
+  want = sum(_mean_nll64(lp, batch) for lp in chain[:-1])
   np.testing.assert_allclose(fb_loss, want, rtol=2e-5)
-  ml = _engine(case, False, feedback_loss="ml").local_losses(
-      params, state.feedback.params, stats, batch, key)[1]
-  both = _engine(case, True, feedback_loss="both").local_losses(
-      params, state.feedback.params, stats, batch, key)[1]
+  ml = run(_engine(case, False, feedback_loss="ml"))[1]
+  both = run(_engine(case, True, feedback_loss="both"))[1]
   np.testing.assert_allclose(both, want + ml, rtol=2e-5)
 
 
@@ -171,18 +175,13 @@ def test_no_gradient_crosses_a_block_boundary(case):
   parameters get gradient from block `j`'s loss alone, and the fused
   update is each block's own."""
   engine = _engine(case, True)
-  batch = _batch(case)
-  state = engine.init(jax.random.key(0), batch["inputs"])
-  key = jax.random.key(3)
+  _, state, _, run = _setup(case, engine)
   params = tuple(b.params for b in state.blocks)
-  stats = [b.batch_stats for b in state.blocks]
 
   def loss(k, params):
-    return engine.local_losses(params, state.feedback.params, stats, batch,
-                               key)[0][k]
+    return run(engine, params)[0][k]
 
-  total = jax.grad(lambda p: sum(engine.local_losses(
-      p, state.feedback.params, stats, batch, key)[0]))(params)
+  total = jax.grad(lambda p: sum(run(engine, p)[0]))(params)
   for k in range(engine.num_blocks):
     grads = jax.grad(functools.partial(loss, k))(params)
     for j in range(engine.num_blocks):
