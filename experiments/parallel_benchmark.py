@@ -34,7 +34,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from bll_jax import models
 from bll_jax.parallel import MpmdRunner
@@ -44,6 +43,7 @@ from experiments.lib import machine
 from experiments.lib import results as results_lib
 from experiments.lib.models import benchmark_engine
 from experiments.lib.models import random_batch
+from experiments.lib.models import random_tokens
 from experiments.lib.timing import timed
 
 # Where each ResNet is cut. At the stage boundaries the stem and both 32x32
@@ -103,10 +103,7 @@ def build(name: str, method: str, args):
   engine = benchmark_engine(
       models.transformer(args.layers, 256, 8, 1024, classes, seq_len), method,
       classes, (seq_len,), jnp.int32, cuts=cuts)
-  tokens = np.random.default_rng(0).integers(
-      1, classes, (batch_size, seq_len)).astype(np.int32)
-  return engine, {"inputs": tokens, "labels": np.roll(tokens, -1, 1),
-                  "weights": np.ones((batch_size, seq_len), np.float32)}
+  return engine, random_tokens(0, batch_size, seq_len, classes)
 
 
 def compiled(jitted, *args):

@@ -6,7 +6,7 @@ Run from the repository root: each worker is a process pinned to its own
 core (`bll_jax.cli.launch`, which imports `experiments.process_benchmark`
 there and runs its `worker`), talking through JAX's multi-process runtime
 (gloo collectives, socket transfers). For each model, in one run, examples
-per second of:
+(for the Transformer: sequences) per second of:
 
 1. backprop, one worker (one core);
 2. block-local, one worker, all blocks in turn (and its fused step);
@@ -24,8 +24,9 @@ per second of:
 For each: time per step (per micro-batch), the share of a tick spent moving
 one activation between workers, the bubble fraction, and each worker's peak
 resident memory. Models: a 4-block CNN whose block compute dominates its
-activation transfer, a 4-block MLP, and a tiny MLP where transfers dominate
-(where the method stops paying). A cost model fitted to the one-worker
+activation transfer, a 4-block MLP, a 4-block decoder-only Transformer
+(next-token labels on random tokens), and a tiny MLP where transfers
+dominate (where the method stops paying). A cost model fitted to the one-worker
 times and the measured transfer predicts throughput for B = 2 .. 64 workers
 for both schedules; the measured B = 2 points are set against it. Writes
 `OUT/process_benchmark.json`, `OUT/process_benchmark.md` and
@@ -41,6 +42,7 @@ import tempfile
 import time
 
 import jax
+import jax.numpy as jnp
 from jax.experimental import multihost_utils
 
 from bll_jax import models
@@ -55,6 +57,7 @@ from experiments.lib import memory
 from experiments.lib import results as results_lib
 from experiments.lib.models import benchmark_engine
 from experiments.lib.models import random_batch
+from experiments.lib.models import random_tokens
 from experiments.lib.timing import timed
 
 MODELS = {
@@ -66,6 +69,13 @@ MODELS = {
             (2, 3, 4)),
     "mlp": ((784,), ("mlp", (1024, 1024, 1024)), 64, None),
     "mlp-tiny": ((32,), ("mlp", (32, 32, 32)), 16, None),
+    # A decoder-only Transformer on 64-token sequences of a 256-token
+    # vocabulary (every position labelled with the next token): 4 layers,
+    # 256 wide, 8 heads, MLP 1024; a block per layer, the embedding with
+    # the first and the output head with the last. Its micro-batch counts
+    # sequences.
+    "transformer": ((64,), ("transformer", 4, 256, 8, 1024, 256), 8,
+                    (2, 3, 4)),
 }
 NUM_CLASSES = 10
 GPIPE_M = (1, 2, 4, 8)
@@ -74,6 +84,12 @@ GPIPE_M = (1, 2, 4, 8)
 def build(model: str, method: str, feedback: str = "chained"):
   """`(engine, micro-batch maker)` for a benchmark model in 4 blocks."""
   shape, spec, mb, cuts = MODELS[model]
+  if spec[0] == "transformer":
+    layers, width, heads, mlp, vocab = spec[1:]
+    stack = models.transformer(layers, width, heads, mlp, vocab, shape[0])
+    engine = benchmark_engine(stack, method, vocab, shape, jnp.int32,
+                              cuts=cuts, feedback=feedback)
+    return engine, lambda i: random_tokens(i, mb, shape[0], vocab)
   if spec[0] == "cnn":
     stack = models.cnn(spec[1], spec[2], spec[3], NUM_CLASSES, 2, norm=False,
                        head="pool")

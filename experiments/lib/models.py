@@ -43,3 +43,13 @@ def random_batch(seed: int, batch_size: int, input_shape: tuple[int, ...],
                                ).astype(np.float32),
           "labels": rng.integers(0, num_classes, batch_size).astype(np.int32),
           "weights": np.ones(batch_size, np.float32)}
+
+
+def random_tokens(seed: int, batch_size: int, seq_len: int,
+                  vocab: int) -> dict[str, np.ndarray]:
+  """Uniform tokens in `[1, vocab)`, each position's label the next token
+  (the last wraps around), unit weights per token (host arrays)."""
+  tokens = np.random.default_rng(seed).integers(
+      1, vocab, (batch_size, seq_len)).astype(np.int32)
+  return {"inputs": tokens, "labels": np.roll(tokens, -1, 1),
+          "weights": np.ones((batch_size, seq_len), np.float32)}
