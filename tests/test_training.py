@@ -19,6 +19,7 @@ import signal
 import struct
 import subprocess
 import sys
+import warnings
 import time
 
 import jax
@@ -257,7 +258,17 @@ def test_steps_stop_the_run_after_that_many_updates_and_still_evaluate(
     tmp_path, epochs, steps, expected):
   # 4000 examples at batch size 500: 8 updates an epoch.
   config = _config(base=TINY, batch_size=500, epochs=epochs, steps=steps)
-  summary = train.train_and_evaluate(config, str(tmp_path))
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    summary = train.train_and_evaluate(config, str(tmp_path))
+  # Stopping short of what `steps` asks for is said, with the epochs to ask.
+  said = [str(w.message) for w in caught if "steps per epoch" in str(w.message)]
+  if steps > 8 * epochs:
+    assert said == ["steps 1000 is more than epochs x steps per epoch (1 x 8 "
+                    "= 8): the run stops at 8; raise epochs to 125 for 1000 "
+                    "updates"], said
+  else:
+    assert said == []
   assert summary["steps"] == expected[-1][1]
   assert summary["epochs"] == expected[-1][0]
   records = _epoch_records(tmp_path / "metrics.jsonl")

@@ -221,7 +221,8 @@ FIELDS: tuple[Field, ...] = (
       bound="fraction"),
     # The run.
     F("epochs", 5, "passes over the training set", bound="at_least_one"),
-    F("steps", 0, "> 0: stop after this many updates (still evaluates)",
+    F("steps", 0, "> 0: stop after this many updates (still evaluates); "
+      "never more than the epochs hold (a warning says so)",
       bound="non_negative"),
     F("batch_size", 128, "global batch", bound="at_least_one"),
     F("eval_batch_size", 1000, "evaluation batch", bound="at_least_one"),

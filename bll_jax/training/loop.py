@@ -35,6 +35,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from typing import Any
 
 import jax
@@ -99,6 +100,15 @@ def prepare(config) -> Run:
     steps_per_epoch = dataset.steps_per_epoch(int(resolved.batch_size))
     total = int(resolved.epochs) * steps_per_epoch
     if resolved.steps:
+      if int(resolved.steps) > total:
+        # `steps` only stops a run early; more than the epochs hold would
+        # otherwise end the run short without a word.
+        warnings.warn(
+            f"steps {int(resolved.steps)} is more than epochs x steps per "
+            f"epoch ({int(resolved.epochs)} x {steps_per_epoch} = {total}): "
+            f"the run stops at {total}; raise epochs to "
+            f"{math.ceil(int(resolved.steps) / steps_per_epoch)} for "
+            f"{int(resolved.steps)} updates", UserWarning, stacklevel=2)
       total = min(total, int(resolved.steps))
     engine = build.make_engine(resolved, dataset.info, steps_per_epoch, total)
     spec, batch_size = runner_spec(resolved), int(resolved.batch_size)
