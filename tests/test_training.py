@@ -19,8 +19,8 @@ import signal
 import struct
 import subprocess
 import sys
-import warnings
 import time
+import warnings
 
 import jax
 import numpy as np
