@@ -99,17 +99,18 @@ def prepare(config) -> Run:
     resolved = build.resolve(config, dataset.info.num_classes)
     steps_per_epoch = dataset.steps_per_epoch(int(resolved.batch_size))
     total = int(resolved.epochs) * steps_per_epoch
-    if resolved.steps:
-      if int(resolved.steps) > total:
-        # `steps` only stops a run early; more than the epochs hold would
-        # otherwise end the run short without a word.
-        warnings.warn(
-            f"steps {int(resolved.steps)} is more than epochs x steps per "
-            f"epoch ({int(resolved.epochs)} x {steps_per_epoch} = {total}): "
-            f"the run stops at {total}; raise epochs to "
-            f"{math.ceil(int(resolved.steps) / steps_per_epoch)} for "
-            f"{int(resolved.steps)} updates", UserWarning, stacklevel=2)
-      total = min(total, int(resolved.steps))
+    steps = int(resolved.steps)
+    if steps > total:
+      # `steps` only stops a run early; more than the epochs hold would
+      # otherwise end the run short without a word.
+      warnings.warn(
+          f"steps {steps} is more than epochs x steps per epoch "
+          f"({int(resolved.epochs)} x {steps_per_epoch} = {total}): the run "
+          f"stops at {total}; raise epochs to "
+          f"{math.ceil(steps / steps_per_epoch)} for {steps} updates",
+          UserWarning, stacklevel=2)
+    if steps:
+      total = min(total, steps)
     engine = build.make_engine(resolved, dataset.info, steps_per_epoch, total)
     spec, batch_size = runner_spec(resolved), int(resolved.batch_size)
     # All checked; the backprop pipelines (gpipe, 1f1b) are the peers'.
