@@ -357,7 +357,8 @@ def main(argv=None):
                 ""]
       lines += exits.exit_table(
           runs, load_runs(args.results, experiment["exits_from"]),
-          list(experiment["runs"]))
+          list(experiment["runs"]),
+          experiment.get("exit_metric", "accuracy"))
     text = notes(name)
     if text and runs:
       lines += ["", text]

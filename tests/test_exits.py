@@ -60,3 +60,43 @@ def test_make_table_puts_the_exits_under_the_experiment_that_names_them(
           in text)
   assert text.index("block 7 of 8") > text.index(
       "test accuracy against the number of blocks K")
+
+
+def _loss_runs(*per_block):
+  return [{"per_block_test_loss": list(p), "test_loss": p[-1]}
+          for p in per_block]
+
+
+def test_choose_exit_by_loss_takes_the_lowest_mean():
+  # Block 2's mean loss (1.60) beats the output's (1.625) and block 1's.
+  runs = _loss_runs((1.62, 1.59, 1.60), (1.63, 1.61, 1.65))
+  assert exits.choose_exit(runs, "loss") == 1
+  assert exits.choose_exit(_loss_runs((1.6, 1.5, 1.5)), "loss") == 2
+  # A run made before its blocks were scored: its output only.
+  assert exits.choose_exit([{"blocks": 3, "test_loss": 1.58}], "loss") == 2
+  with pytest.raises(ValueError, match="exit metric 'bits'"):
+    exits.choose_exit(runs, "bits")
+
+
+def test_exit_table_by_loss_reads_the_chosen_block_on_test():
+  validation = {"bll": _loss_runs((1.62, 1.59, 1.60), (1.63, 1.61, 1.65)),
+                "bp": [{"blocks": 3, "test_loss": 1.58}]}
+  test = {"bll": _loss_runs((1.70, 1.60, 1.64), (1.70, 1.62, 1.66)),
+          "bp": _loss_runs((None, None, 1.57), (None, None, 1.59))}
+  lines = exits.exit_table(test, validation, ["bp", "bll"], "loss")
+  assert "its test loss (nats)" in lines[0]
+  assert lines[2:] == [
+      "| bp | 1, 2 | the output | 1.5800 | 1.5800 ± 0.0141 "
+      "| 1.5800 ± 0.0141 |",
+      "| bll | 2, 2 | block 2 of 3 | 1.6000 ± 0.0141 | 1.6100 ± 0.0141 "
+      "| 1.6500 ± 0.0141 |"]
+
+
+def test_every_exit_config_names_a_known_experiment_and_metric():
+  from experiments import configs
+  named = [configs.load(n) for n in configs.names()]
+  with_exits = [e for e in named if "exits_from" in e]
+  assert with_exits, "no experiment chooses an exit"
+  for experiment in with_exits:
+    assert experiment["exits_from"] in configs.names(), experiment["name"]
+    assert experiment.get("exit_metric", "accuracy") in exits.METRICS
